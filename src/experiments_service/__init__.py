@@ -1,0 +1,1 @@
+"""Self-hostable A/B experiments service, wire-compatible with PostHog's Experiments API."""

@@ -1,0 +1,62 @@
+"""The ASGI application factory."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from experiments_service.db import Database
+from experiments_service.errors import install_error_handlers
+from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.settings import Settings, get_settings
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Stable operationIds: `<tag>_<handler name>`."""
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
+def _include_routers(app: FastAPI) -> None:
+    from experiments_service.approvals.router import router as approvals_router
+    from experiments_service.events.router import router as events_router
+    from experiments_service.experiments.router import router as experiments_router
+    from experiments_service.flags.router import router as flags_router
+    from experiments_service.results.router import router as results_router
+
+    for router in (experiments_router, results_router, flags_router, events_router, approvals_router):
+        app.include_router(router)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    from experiments_service.background import start_background_services
+
+    stop = await start_background_services(app)
+    try:
+        yield
+    finally:
+        await stop()
+        await app.state.db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Experiments service",
+        version="0.1.0",
+        description="A/B experiments, feature flags and results; wire-compatible with PostHog's Experiments API.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.db = Database(settings)
+    install_error_handlers(app)
+    _include_routers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrailingSlashMiddleware)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

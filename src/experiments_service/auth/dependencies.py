@@ -1,0 +1,74 @@
+"""Request authentication and per-route scope checks, as FastAPI dependencies."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from experiments_service.auth.keys import hash_key, scope_allows
+from experiments_service.auth.repository import AuthRepository
+from experiments_service.deps import SessionDep
+from experiments_service.errors import AuthenticationFailed, NotAuthenticated, NotFound, PermissionDenied
+from experiments_service.models import PersonalAPIKey, Project, User
+
+
+@dataclass
+class ProjectContext:
+    """Who is calling, with which key, on which project (already access-checked)."""
+
+    project: Project
+    user: User
+    key: PersonalAPIKey
+
+    @property
+    def project_id(self) -> int:
+        return self.project.id
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def authenticate(request: Request, session: SessionDep) -> tuple[PersonalAPIKey, User]:
+    """Resolve the personal API key of the request (401 when absent or invalid)."""
+    token = bearer_token(request)
+    if token is None:
+        raise NotAuthenticated()
+    found = await AuthRepository(session).key_with_user(hash_key(token))
+    if found is None:
+        raise AuthenticationFailed("Personal API key found in request Authorization header is invalid.")
+    return found
+
+
+def require_scope(scope: str):
+    """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
+
+    async def dependency(request: Request, session: SessionDep) -> ProjectContext:
+        key, user = await authenticate(request, session)
+        if not scope_allows(list(key.scopes or []), scope):
+            raise PermissionDenied(f"API key missing required scope '{scope}'")
+        raw_project_id = request.path_params.get("project_id")
+        try:
+            project_id = int(raw_project_id)
+        except (TypeError, ValueError):
+            raise NotFound() from None
+        repo = AuthRepository(session)
+        project = await repo.project(project_id)
+        if project is None:
+            raise NotFound()
+        if not await repo.is_member(project.id, user.id):
+            raise PermissionDenied("You don't have access to the project.")
+        return ProjectContext(project=project, user=user, key=key)
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+ExperimentRead = Annotated[ProjectContext, Depends(require_scope("experiment:read"))]
+ExperimentWrite = Annotated[ProjectContext, Depends(require_scope("experiment:write"))]
+FeatureFlagRead = Annotated[ProjectContext, Depends(require_scope("feature_flag:read"))]
+FeatureFlagWrite = Annotated[ProjectContext, Depends(require_scope("feature_flag:write"))]

@@ -1,0 +1,34 @@
+"""Key minting and hashing: secrets are shown once and stored only as SHA-256."""
+
+import hashlib
+import secrets
+
+PERSONAL_KEY_PREFIX = "phx_"
+PROJECT_KEY_PREFIX = "phc_"
+
+# Every scope a personal key can carry (`*` grants all of them).
+SCOPE_OBJECTS = ("experiment", "feature_flag", "approval", "activity_log", "event", "project")
+
+
+def new_personal_api_key() -> str:
+    return PERSONAL_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_project_api_key() -> str:
+    return PROJECT_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def mask_key(value: str) -> str:
+    return f"{value[:4]}...{value[-4:]}"
+
+
+def scope_allows(scopes: list[str], required: str) -> bool:
+    """`*` grants all, `X:write` satisfies `X:read`; a key with no scopes is unrestricted."""
+    if not scopes or "*" in scopes or required in scopes:
+        return True
+    obj, _, action = required.partition(":")
+    return action == "read" and f"{obj}:write" in scopes

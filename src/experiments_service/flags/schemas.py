@@ -1,0 +1,104 @@
+"""Flag renderings shared by the flags API and experiments."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from experiments_service.auth.schemas import UserBasic
+from experiments_service.models import FeatureFlag, User
+
+
+class MinimalFeatureFlag(BaseModel):
+    """The slim flag object embedded in experiments (PostHog's MinimalFeatureFlagSerializer)."""
+
+    id: int
+    team_id: int
+    name: str
+    key: str
+    filters: dict[str, Any]
+    deleted: bool
+    active: bool
+    ensure_experience_continuity: bool | None
+    has_encrypted_payloads: bool
+    version: int
+    evaluation_runtime: str
+    evaluation_tags: list[str]
+
+    @classmethod
+    def of(cls, flag: FeatureFlag) -> "MinimalFeatureFlag":
+        return cls(
+            id=flag.id,
+            team_id=flag.project_id,
+            name=flag.name,
+            key=flag.key,
+            filters=flag.filters,
+            deleted=flag.deleted,
+            active=flag.active,
+            ensure_experience_continuity=flag.ensure_experience_continuity,
+            has_encrypted_payloads=flag.has_encrypted_payloads,
+            version=flag.version,
+            evaluation_runtime=flag.evaluation_runtime,
+            evaluation_tags=list(flag.evaluation_tags or []),
+        )
+
+
+class FeatureFlagOut(BaseModel):
+    """The regular flag representation (flags API, eligible flags)."""
+
+    id: int
+    team_id: int
+    name: str
+    key: str
+    filters: dict[str, Any]
+    deleted: bool
+    active: bool
+    created_by: UserBasic | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    last_modified_by: UserBasic | None
+    ensure_experience_continuity: bool | None
+    has_encrypted_payloads: bool
+    experiment_set: list[int]
+    surveys: list[Any] = []
+    features: list[Any] = []
+    tags: list[str] = []
+    evaluation_runtime: str
+    evaluation_tags: list[str]
+    evaluation_contexts: list[str]
+    rollout_percentage: float | None = None
+    is_simple_flag: bool
+    user_access_level: str | None = "editor"
+
+    @classmethod
+    def of(cls, flag: FeatureFlag, users: dict[int, User], experiment_ids: list[int]) -> "FeatureFlagOut":
+        groups = (flag.filters or {}).get("groups") or []
+        is_simple = (
+            len(groups) == 1
+            and not (groups[0] or {}).get("properties")
+            and not (flag.filters or {}).get("multivariate")
+            and (flag.filters or {}).get("aggregation_group_type_index") is None
+        )
+        return cls(
+            id=flag.id,
+            team_id=flag.project_id,
+            name=flag.name,
+            key=flag.key,
+            filters=flag.filters,
+            deleted=flag.deleted,
+            active=flag.active,
+            created_by=UserBasic.of(users.get(flag.created_by_id)) if flag.created_by_id else None,
+            created_at=flag.created_at,
+            updated_at=flag.updated_at,
+            version=flag.version,
+            last_modified_by=UserBasic.of(users.get(flag.last_modified_by_id)) if flag.last_modified_by_id else None,
+            ensure_experience_continuity=flag.ensure_experience_continuity,
+            has_encrypted_payloads=flag.has_encrypted_payloads,
+            experiment_set=experiment_ids,
+            evaluation_runtime=flag.evaluation_runtime,
+            evaluation_tags=list(flag.evaluation_tags or []),
+            evaluation_contexts=list(flag.evaluation_tags or []),
+            rollout_percentage=(groups[0] or {}).get("rollout_percentage") if is_simple else None,
+            is_simple_flag=is_simple,
+        )

@@ -1,0 +1,59 @@
+"""ASGI middleware: optional trailing slashes and the request-size limit."""
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from experiments_service.errors import PayloadTooLarge
+
+_NO_SLASH_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/healthz")
+
+
+class TrailingSlashMiddleware:
+    """Accept every route with or without its trailing slash, like PostHog's router (no redirect)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.endswith("/") and path not in _NO_SLASH_PATHS:
+                scope = dict(scope)
+                scope["path"] = path + "/"
+                if scope.get("raw_path"):
+                    scope["raw_path"] = scope["raw_path"] + b"/"
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimitMiddleware:
+    """Reject bodies declared larger than the limit with 413 before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        declared = int(value)
+                    except ValueError:
+                        declared = 0
+                    if declared > self.max_bytes:
+                        await _send_error(send, PayloadTooLarge())
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, error: PayloadTooLarge) -> None:
+    body = orjson.dumps(error.body())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,34 @@
+"""Run Alembic migrations from code (the CLI and the tests use this)."""
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+
+def _find_alembic_ini() -> Path:
+    candidates = [
+        os.environ.get("EXPERIMENTS_ALEMBIC_INI"),
+        Path(__file__).resolve().parents[2] / "alembic.ini",
+        Path.cwd() / "alembic.ini",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError("alembic.ini not found; set EXPERIMENTS_ALEMBIC_INI")
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(_find_alembic_ini()))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)

@@ -1,0 +1,56 @@
+"""Captured events, persons (per distinct_id) and the event names a project has seen."""
+
+from uuid import UUID, uuid4
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from experiments_service.models.base import Base, BigIntPK, utcnow
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("project_id", "uuid"),
+        Index("ix_events_project_event_timestamp", "project_id", "event", "timestamp"),
+        Index("ix_events_project_flag", "project_id", "flag_key", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    uuid: Mapped[UUID] = mapped_column()
+    event: Mapped[str] = mapped_column(String(400))
+    distinct_id: Mapped[str] = mapped_column(String(400))
+    timestamp: Mapped[datetime] = mapped_column()
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Extracted from `$feature_flag_called` at ingest so exposure queries need no JSON parsing.
+    flag_key: Mapped[str | None] = mapped_column(String(400), default=None)
+    flag_response: Mapped[str | None] = mapped_column(String(400), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Person(Base):
+    __tablename__ = "persons"
+    __table_args__ = (UniqueConstraint("project_id", "distinct_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    distinct_id: Mapped[str] = mapped_column(String(400))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EventDefinition(Base):
+    __tablename__ = "event_definitions"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(400))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+

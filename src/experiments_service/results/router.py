@@ -1,0 +1,7 @@
+"""HTTP routes of the results domain (thin: parse, call the service, render)."""
+
+from fastapi import APIRouter
+
+from experiments_service.deps import TransactionalRoute
+
+router = APIRouter(route_class=TransactionalRoute, tags=["results"])
