@@ -16,7 +16,8 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/experiments bootstrap --project-name "Default project" --reuse-existing
+	@echo "Project and API key (paste personal_api_key into Swagger UI's Authorize at http://127.0.0.1:8000/docs):"
+	@$(VENV)/bin/experiments bootstrap --project-name "Default project" --reuse-existing
 	$(VENV)/bin/experiments serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
