@@ -89,14 +89,14 @@ class FlagService:
         unknown = set(changes) - WRITABLE_FIELDS
         if unknown:
             raise ValueError(f"not writable on a flag: {sorted(unknown)}")
+        if "filters" in changes:
+            changes = {**changes, "filters": validate_filters(changes["filters"])}
         changes = {field: value for field, value in changes.items() if getattr(flag, field) != value}
         if not changes:
             return flag
-        if "filters" in changes:
-            validate_filters(changes["filters"])
-        if "key" in changes:
-            validate_key(changes["key"])
-            if await self.repo.key_taken(changes["key"], excluding_id=flag.id):
+        if "key" in changes or changes.get("deleted") is False:
+            validate_key(changes.get("key", flag.key))
+            if await self.repo.key_taken(changes.get("key", flag.key), excluding_id=flag.id):
                 raise ValidationError("There is already a feature flag with this key.", code="unique", attr="key")
         await gate.check_flag_change(
             self.session, project_id=self.project_id, actor=self.actor, flag=flag, changes=changes,

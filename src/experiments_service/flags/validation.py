@@ -1,11 +1,29 @@
 """Validation of flag keys and `filters`, with the reference messages."""
 
+import json
+import math
 import re
 from typing import Any
 
 from experiments_service.errors import ValidationError
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+MAX_VARIANTS = 20
+
+# Operators a release condition may use (PostHog's property operators for flags).
+PROPERTY_OPERATORS = frozenset(
+    {
+        "exact", "is_not", "icontains", "not_icontains", "regex", "not_regex",
+        "gt", "gte", "lt", "lte", "is_set", "is_not_set",
+        "is_date_exact", "is_date_before", "is_date_after",
+        "semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
+        "semver_tilde", "semver_caret", "semver_wildcard",
+        "starts_with", "ends_with", "not_starts_with", "not_ends_with",
+        "icontains_multi", "not_icontains_multi", "between", "not_between",
+        "in", "not_in", "flag_evaluates_to",
+    }
+)  # fmt: skip
 
 
 def validate_key(key: Any) -> str:
@@ -26,24 +44,122 @@ def variants_of(filters: dict[str, Any]) -> list[dict[str, Any]]:
     return variants if isinstance(variants, list) else []
 
 
+def _invalid(detail: str, code: str = "invalid_input") -> ValidationError:
+    return ValidationError(detail, code=code, attr="filters")
+
+
+def _check_percentage(value: Any, path: str, *, allow_null: bool) -> None:
+    if value is None:
+        if not allow_null:
+            raise _invalid(f"{path} must be a number, got null")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        expected = "a number or null" if allow_null else "a number"
+        raise _invalid(f"{path} must be {expected}, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or value > 100:
+        raise _invalid(f"{path} must be between 0 and 100, got {value}")
+
+
+def _check_group_type_index(value: Any, path: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _invalid(f"{path} must be an integer or null, got {type(value).__name__}")
+
+
+def _validate_variants(filters: dict[str, Any]) -> set[str]:
+    multivariate = filters.get("multivariate")
+    if multivariate is None:
+        return set()
+    if not isinstance(multivariate, dict) or not isinstance(multivariate.get("variants", []), list):
+        raise _invalid("Invalid variant definitions: multivariate must be an object with a list of variants.")
+    variants = multivariate.get("variants") or []
+    if len(variants) > MAX_VARIANTS:
+        raise _invalid(f"Invalid variant definitions: a flag can have at most {MAX_VARIANTS} variants.")
+    keys: set[str] = set()
+    total = 0.0
+    for index, variant in enumerate(variants):
+        if not isinstance(variant, dict) or not isinstance(variant.get("key"), str) or not variant["key"]:
+            raise _invalid("Invalid variant definitions: each variant must be an object with a 'key'.")
+        if variant["key"] in keys:
+            raise _invalid(f"Invalid variant definitions: duplicate variant key '{variant['key']}'.")
+        keys.add(variant["key"])
+        _check_percentage(
+            variant.get("rollout_percentage"), f"multivariate.variants[{index}].rollout_percentage", allow_null=False
+        )
+        total += variant["rollout_percentage"]
+    if variants and round(total, 6) != 100:
+        raise _invalid("Invalid variant definitions: Variant rollout percentages must sum to 100.")
+    return keys
+
+
+def _validate_property(prop: Any, path: str) -> None:
+    if not isinstance(prop, dict) or not isinstance(prop.get("key"), str | int) or prop.get("key") == "":
+        raise _invalid(f"Filters are not valid ({path} must be an object with a 'key')")
+    operator = prop.get("operator")
+    if operator is not None and operator not in PROPERTY_OPERATORS:
+        raise _invalid(f"Invalid operator: {operator}", code="invalid_operator")
+    _check_group_type_index(prop.get("group_type_index"), f"{path}.group_type_index")
+    if operator in ("regex", "not_regex") and isinstance(prop.get("value"), str):
+        try:
+            re.compile(prop["value"])
+        except re.error:
+            raise _invalid(f"{path}.value: invalid regex pattern") from None
+
+
+def _normalised_payloads(payloads: Any, variant_keys: set[str]) -> dict[str, str]:
+    """Payloads are stored as JSON strings, as PostHog stores and serves them."""
+    if not isinstance(payloads, dict):
+        raise _invalid("Payloads must be passed as a dictionary")
+    normalised: dict[str, str] = {}
+    for key, value in payloads.items():
+        if isinstance(value, str):
+            try:
+                json.loads(value)
+            except ValueError:
+                raise _invalid("Payload value is not valid JSON") from None
+            normalised[key] = value
+        else:
+            normalised[key] = json.dumps(value)
+    if variant_keys:
+        if any(key not in variant_keys for key in normalised):
+            raise _invalid("Payload keys must match a variant key for multivariate flags")
+    elif any(key != "true" for key in normalised):
+        raise _invalid("Payload keys must be 'true' for boolean flags")
+    return normalised
+
+
 def validate_filters(filters: Any) -> dict[str, Any]:
-    """Check the parts of `filters` every writer must respect (raises the reference 400s)."""
+    """Check `filters` the way every writer must respect; return it with payloads normalised.
+
+    Raises the reference 400s (attr `filters`).
+    """
     if not isinstance(filters, dict):
         raise ValidationError(
             f'Expected a dictionary of items but got type "{type(filters).__name__}".', code="invalid", attr="filters"
         )
-    variants = variants_of(filters)
-    if variants:
-        total = 0.0
-        for variant in variants:
-            if not isinstance(variant, dict):
-                raise ValidationError("Invalid variant definitions: each variant must be an object.", attr="filters")
-            percentage = variant.get("rollout_percentage", 0)
-            if isinstance(percentage, bool) or not isinstance(percentage, int | float):
-                raise ValidationError("Invalid variant definitions: rollout_percentage must be a number.", attr="filters")
-            total += percentage
-        if round(total, 6) != 100:
-            raise ValidationError(
-                "Invalid variant definitions: Variant rollout percentages must sum to 100.", attr="filters"
-            )
+    filters = dict(filters)
+    groups = filters.get("groups", [])
+    if groups is None:
+        groups = []
+    if not isinstance(groups, list):
+        raise _invalid("Filters are not valid (groups must be a list)")
+    _check_group_type_index(filters.get("aggregation_group_type_index"), "aggregation_group_type_index")
+    variant_keys = _validate_variants(filters)
+    for index, group in enumerate(groups):
+        path = f"groups[{index}]"
+        if not isinstance(group, dict):
+            raise _invalid(f"Filters are not valid ({path} must be an object)")
+        _check_percentage(group.get("rollout_percentage"), f"{path}.rollout_percentage", allow_null=True)
+        _check_group_type_index(group.get("aggregation_group_type_index"), f"{path}.aggregation_group_type_index")
+        variant = group.get("variant")
+        if variant is not None and not isinstance(variant, str):
+            raise _invalid(f"{path}.variant must be a string or null, got {type(variant).__name__}")
+        if variant and variant not in variant_keys:
+            raise _invalid("Filters are not valid (variant override does not exist)")
+        properties = group.get("properties") or []
+        if not isinstance(properties, list):
+            raise _invalid(f"Filters are not valid ({path}.properties must be a list)")
+        for prop_index, prop in enumerate(properties):
+            _validate_property(prop, f"{path}.properties[{prop_index}]")
+    if "payloads" in filters and filters["payloads"] is not None:
+        filters["payloads"] = _normalised_payloads(filters["payloads"], variant_keys)
     return filters

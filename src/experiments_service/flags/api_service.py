@@ -1,0 +1,88 @@
+"""Business steps of the flags API; every write goes through `FlagService`."""
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from experiments_service.auth.repository import AuthRepository
+from experiments_service.errors import NotFound, ValidationError
+from experiments_service.flags.api_schemas import FeatureFlagCreate, FeatureFlagPatch
+from experiments_service.flags.repository import FlagRepository
+from experiments_service.flags.schemas import FeatureFlagOut
+from experiments_service.flags.service import FlagService
+from experiments_service.models import FeatureFlag, User
+
+# PATCH fields that may not be set to null (the rest map null to their default).
+_NOT_NULLABLE = ("key", "name", "filters", "active", "deleted", "evaluation_runtime")
+
+
+def _evaluation_tags(body: FeatureFlagCreate | FeatureFlagPatch) -> list[str] | None:
+    """`evaluation_contexts` is the newer spelling of `evaluation_tags`; the former wins."""
+    return body.evaluation_contexts if body.evaluation_contexts is not None else body.evaluation_tags
+
+
+class FlagsAPI:
+    def __init__(self, session: AsyncSession, project_id: int, actor: User):
+        self.session = session
+        self.project_id = project_id
+        self.actor = actor
+        self.repo = FlagRepository(session, project_id)
+        self.service = FlagService(session, project_id, actor)
+
+    async def render(self, flags: list[FeatureFlag]) -> list[FeatureFlagOut]:
+        user_ids = [uid for flag in flags for uid in (flag.created_by_id, flag.last_modified_by_id) if uid]
+        users = await AuthRepository(self.session).users_by_ids(user_ids)
+        experiments = await self.repo.experiment_ids_by_flag([flag.id for flag in flags])
+        return [FeatureFlagOut.of(flag, users, experiments.get(flag.id, [])) for flag in flags]
+
+    async def render_one(self, flag: FeatureFlag) -> FeatureFlagOut:
+        return (await self.render([flag]))[0]
+
+    async def page(
+        self, *, limit: int, offset: int, search: str | None, active: bool | None
+    ) -> tuple[int, list[FeatureFlagOut]]:
+        count, flags = await self.repo.page(limit=limit, offset=offset, search=search, active=active)
+        return count, await self.render(flags)
+
+    async def get(self, flag_id: int) -> FeatureFlag:
+        flag = await self.repo.get(flag_id, for_update=True)
+        if flag is None:
+            raise NotFound()
+        return flag
+
+    async def create(self, body: FeatureFlagCreate) -> FeatureFlagOut:
+        flag = await self.service.create_flag(
+            key=body.key,
+            name=body.name,
+            filters=body.filters,
+            active=body.active,
+            ensure_experience_continuity=bool(body.ensure_experience_continuity),
+            evaluation_runtime=body.evaluation_runtime,
+            evaluation_tags=_evaluation_tags(body),
+        )
+        return await self.render_one(flag)
+
+    async def update(self, flag_id: int, body: FeatureFlagPatch) -> FeatureFlagOut:
+        flag = await self.get(flag_id)
+        sent = body.model_dump(exclude_unset=True)
+        for field in _NOT_NULLABLE:
+            if field in sent and sent[field] is None:
+                raise ValidationError("This field may not be null.", code="null", attr=field)
+        changes: dict[str, Any] = {
+            field: sent[field] for field in ("key", "name", "filters", "active", "deleted", "evaluation_runtime") if field in sent
+        }
+        if "ensure_experience_continuity" in sent:
+            changes["ensure_experience_continuity"] = bool(sent["ensure_experience_continuity"])
+        if "evaluation_tags" in sent or "evaluation_contexts" in sent:
+            changes["evaluation_tags"] = list(_evaluation_tags(body) or [])
+        was_active = flag.active
+        flag = await self.service.update_flag(flag, changes, request_data=sent)
+        if flag.active != was_active:
+            await self._sync_experiments(flag)
+        return await self.render_one(flag)
+
+    async def _sync_experiments(self, flag: FeatureFlag) -> None:
+        """A running experiment pauses when its flag is switched off and resumes when it is on again."""
+        from experiments_service.experiments.lifecycle import sync_experiments_with_flag
+
+        await sync_experiments_with_flag(self.session, flag, self.actor)
