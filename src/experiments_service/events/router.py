@@ -1,7 +1,80 @@
 """HTTP routes of the events domain (thin: parse, call the service, render)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from experiments_service.deps import TransactionalRoute
+from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.errors import PayloadTooLarge
+from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
+from experiments_service.events.service import CaptureService, RecentEventNames
 
 router = APIRouter(route_class=TransactionalRoute, tags=["events"])
+
+# PostHog's capture paths, all with the same behaviour (the SDKs' default is `/batch/`).
+CAPTURE_PATHS = {
+    "/batch/": "capture_batch",
+    "/capture/": "capture_event",
+    "/e/": "capture_e",
+    "/i/v0/e/": "capture_i_v0_e",
+}
+
+_CAPTURE_BODY = {
+    "required": True,
+    "description": (
+        "A PostHog capture payload: one event object, `{\"api_key\", \"batch\": [...], \"sent_at\"}`, or a bare "
+        "list of events; JSON, gzip (`Content-Encoding: gzip` or `?compression=gzip`), base64, or form `data=`."
+    ),
+    "content": {
+        "application/json": {"schema": {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}
+    },
+}
+_CAPTURE_ERRORS = {
+    400: {"model": CaptureErrorBody, "description": "The body cannot be read"},
+    401: {"model": CaptureErrorBody, "description": "Project API key missing or invalid"},
+    413: {"model": CaptureErrorBody, "description": "Body (or its decompressed form) over the size limit"},
+}
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it grows past the limit (chunked uploads
+    have no Content-Length for the middleware to check)."""
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def recent_event_names(request: Request) -> RecentEventNames:
+    """The app's record of recently written event names (one per app, so per database)."""
+    state = request.app.state
+    if not hasattr(state, "recent_event_names"):
+        state.recent_event_names = RecentEventNames()
+    return state.recent_event_names
+
+
+async def capture(request: Request, session: SessionDep) -> CaptureResponse:
+    """Capture events (PostHog's capture API): invalid events are dropped, valid ones stored."""
+    max_bytes = request.app.state.settings.max_body_bytes
+    await CaptureService(session, recent_event_names(request)).capture(
+        await read_body(request, max_bytes),
+        content_type=request.headers.get("content-type", ""),
+        content_encoding=request.headers.get("content-encoding", ""),
+        query=request.query_params,
+        max_bytes=max_bytes,
+    )
+    return CaptureResponse()
+
+
+for _path, _name in CAPTURE_PATHS.items():
+    router.add_api_route(
+        _path,
+        capture,
+        methods=["POST"],
+        name=_name,
+        response_model=CaptureResponse,
+        responses=_CAPTURE_ERRORS,
+        openapi_extra={"requestBody": _CAPTURE_BODY},
+    )

@@ -1,0 +1,99 @@
+"""SQL for captured events, persons and event definitions: bulk statements, one per table."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from experiments_service.models import Event, EventDefinition, Person
+
+
+class EventsRepository:
+    """Every statement is scoped to one project; rows are written in sorted key order so
+    concurrent requests lock shared rows in the same order and cannot deadlock."""
+
+    def __init__(self, session: AsyncSession, project_id: int):
+        self.session = session
+        self.project_id = project_id
+
+    def _insert(self, model):
+        """`INSERT ... ON CONFLICT` in the dialect of the session's database."""
+        dialect = self.session.get_bind().dialect.name
+        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
+
+    async def insert_events(self, rows: list[dict[str, Any]]) -> set[UUID]:
+        """Insert all rows in one statement; a (project, uuid) already stored is skipped.
+
+        Returns the uuids actually inserted, so re-delivered events change nothing else.
+        """
+        if not rows:
+            return set()
+        statement = (
+            self._insert(Event)
+            .on_conflict_do_nothing(index_elements=[Event.project_id, Event.uuid])
+            .returning(Event.uuid)
+        )
+        result = await self.session.execute(statement, rows)
+        return set(result.scalars())
+
+    async def record_event_names(self, names: Iterable[str], seen_at: datetime, *, refresh: bool) -> None:
+        """Create missing definitions; with `refresh`, also move `last_seen_at` of existing ones."""
+        rows = [
+            {"project_id": self.project_id, "name": name, "created_at": seen_at, "last_seen_at": seen_at}
+            for name in sorted(set(names))
+        ]
+        if not rows:
+            return
+        statement = self._insert(EventDefinition)
+        keys = [EventDefinition.project_id, EventDefinition.name]
+        if refresh:
+            statement = statement.on_conflict_do_update(
+                index_elements=keys, set_={"last_seen_at": statement.excluded.last_seen_at}
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        await self.session.execute(statement, rows)
+
+    async def insert_new_persons(self, properties_by_id: dict[str, dict[str, Any]], now: datetime) -> set[str]:
+        """Insert persons not stored yet; returns the distinct ids that were new."""
+        rows = [
+            {
+                "project_id": self.project_id,
+                "distinct_id": distinct_id,
+                "properties": properties_by_id[distinct_id],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for distinct_id in sorted(properties_by_id)
+        ]
+        if not rows:
+            return set()
+        statement = (
+            self._insert(Person)
+            .on_conflict_do_nothing(index_elements=[Person.project_id, Person.distinct_id])
+            .returning(Person.distinct_id)
+        )
+        return set((await self.session.execute(statement, rows)).scalars())
+
+    async def persons_for_update(self, distinct_ids: Iterable[str]) -> list[tuple[int, str, dict[str, Any]]]:
+        """Existing persons as (id, distinct_id, properties), row-locked on PostgreSQL."""
+        ids = sorted(set(distinct_ids))
+        if not ids:
+            return []
+        rows = await self.session.execute(
+            select(Person.id, Person.distinct_id, Person.properties)
+            .where(Person.project_id == self.project_id, Person.distinct_id.in_(ids))
+            .order_by(Person.distinct_id)
+            .with_for_update()
+        )
+        return [(row.id, row.distinct_id, row.properties or {}) for row in rows]
+
+    async def update_person_properties(self, changes: list[dict[str, Any]]) -> None:
+        """Bulk UPDATE by primary key: each change is `{"id", "properties", "updated_at"}`."""
+        if changes:
+            await self.session.execute(update(Person), changes)

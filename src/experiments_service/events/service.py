@@ -1,0 +1,162 @@
+"""Capture: authenticate by project API key, read the payload, store events, persons and event
+names in the request's transaction."""
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from experiments_service.auth.repository import AuthRepository
+from experiments_service.errors import CustomBodyError
+from experiments_service.events.parsing import (
+    CapturedEvent,
+    apply_person_change,
+    decode_body,
+    normalise_event,
+    raw_events,
+    request_sent_at,
+    request_token,
+)
+from experiments_service.events.repository import EventsRepository
+from experiments_service.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+MISSING_API_KEY_BODY = {
+    "type": "authentication_error",
+    "code": "missing_api_key",
+    "detail": "API key not provided. You can find your project API key in PostHog project settings.",
+    "attr": None,
+}
+INVALID_API_KEY_BODY = {
+    "type": "authentication_error",
+    "code": "invalid_api_key",
+    "detail": "Project API key invalid. You can find your project API key in PostHog project settings.",
+    "attr": None,
+}
+
+
+@dataclass
+class RecentEventNames:
+    """Event names this process wrote recently, so busy names do not rewrite (and row-lock)
+    their definition on every request: `last_seen_at` is refreshed at most every
+    `refresh_seconds`."""
+
+    refresh_seconds: float = 60.0
+    max_entries: int = 100_000
+    _written_at: dict[tuple[int, str], float] = field(default_factory=dict)
+
+    def stale(self, project_id: int, names: Iterable[str]) -> list[str]:
+        now = time.monotonic()
+        return [
+            name for name in names if now - self._written_at.get((project_id, name), -1e18) >= self.refresh_seconds
+        ]
+
+    def mark(self, project_id: int, names: Iterable[str]) -> None:
+        if len(self._written_at) > self.max_entries:
+            self._written_at.clear()
+        now = time.monotonic()
+        for name in names:
+            self._written_at[(project_id, name)] = now
+
+
+class CaptureService:
+    def __init__(self, session: AsyncSession, recent_names: RecentEventNames):
+        self.session = session
+        self.recent_names = recent_names
+
+    async def capture(
+        self,
+        body: bytes,
+        *,
+        content_type: str,
+        content_encoding: str,
+        query: Mapping[str, str],
+        max_bytes: int,
+    ) -> int:
+        """Store every valid event of the request; returns how many were new."""
+        payload = decode_body(
+            body, content_type=content_type, content_encoding=content_encoding, query=query, max_bytes=max_bytes
+        )
+        project_id = await self._authenticate(request_token(payload, query))
+        events = raw_events(payload)
+        sent_at = request_sent_at(payload, query)
+        now = utcnow()
+        accepted: list[CapturedEvent] = []
+        seen_uuids = set()
+        for raw in events:
+            event = normalise_event(raw, now, sent_at)
+            if event is not None and event.uuid not in seen_uuids:
+                seen_uuids.add(event.uuid)
+                accepted.append(event)
+        if len(accepted) < len(events):
+            logger.info("capture dropped %d of %d events", len(events) - len(accepted), len(events))
+        return await self.store(project_id, accepted, now)
+
+    async def _authenticate(self, token: object) -> int:
+        if not token:
+            raise CustomBodyError(401, MISSING_API_KEY_BODY)
+        project = await AuthRepository(self.session).project_by_token(token) if isinstance(token, str) else None
+        if project is None:
+            raise CustomBodyError(401, INVALID_API_KEY_BODY)
+        return project.id
+
+    async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:
+        """One bulk statement per table, in a fixed table order (events, definitions, persons)."""
+        if not events:
+            return 0
+        repository = EventsRepository(self.session, project_id)
+        stored = await repository.insert_events(
+            [
+                {
+                    "project_id": project_id,
+                    "uuid": event.uuid,
+                    "event": event.event,
+                    "distinct_id": event.distinct_id,
+                    "timestamp": event.timestamp,
+                    "properties": event.properties,
+                    "flag_key": event.flag_key,
+                    "flag_response": event.flag_response,
+                    "created_at": now,
+                }
+                for event in events
+            ]
+        )
+        new_events = [event for event in events if event.uuid in stored]
+        await self._record_names(repository, {event.event for event in new_events}, now)
+        await self._update_persons(repository, [event for event in new_events if event.changes_person], now)
+        return len(new_events)
+
+    async def _record_names(self, repository: EventsRepository, names: set[str], now: datetime) -> None:
+        stale = self.recent_names.stale(repository.project_id, names)
+        if stale:
+            await repository.record_event_names(stale, now, refresh=True)
+            self.recent_names.mark(repository.project_id, stale)
+
+    async def _update_persons(self, repository: EventsRepository, events: list[CapturedEvent], now: datetime) -> None:
+        """Apply `$set`/`$set_once`/`$unset` in batch order: new persons in one INSERT, the
+        others locked, merged and written back in one bulk UPDATE."""
+        if not events:
+            return
+        by_person: dict[str, list[CapturedEvent]] = {}
+        for event in events:
+            by_person.setdefault(event.distinct_id, []).append(event)
+
+        def merged(properties: dict, changes: list[CapturedEvent]) -> dict:
+            for change in changes:
+                properties = apply_person_change(properties, change)
+            return properties
+
+        created = await repository.insert_new_persons(
+            {distinct_id: merged({}, changes) for distinct_id, changes in by_person.items()}, now
+        )
+        existing = await repository.persons_for_update(set(by_person) - created)
+        updates = []
+        for person_id, distinct_id, properties in existing:
+            new_properties = merged(properties, by_person[distinct_id])
+            if new_properties != properties:
+                updates.append({"id": person_id, "properties": new_properties, "updated_at": now})
+        await repository.update_person_properties(updates)
