@@ -1,0 +1,496 @@
+"""Pure feature-flag evaluation with the PostHog flags server's semantics.
+
+`CompiledFlags` turns a project's flag definitions into immutable evaluation plans once
+(filters compiled, variant bounds accumulated, dependencies ordered) so that evaluating a
+request is a tight loop over plain data: no I/O, no database, no async.
+
+Choices where the server depends on data we do not evaluate here:
+- Cohort filters (`type: cohort`) never match: definitions carry only the cohort id, and
+  membership needs the person store, so a condition that requires a cohort is not met.
+- A flag that depends, directly or through other flags, on a flag that is missing, deleted
+  or part of a cycle evaluates to false with `missing_dependency`. An inactive dependency is
+  present and evaluates to false.
+- A holdout needs the flag-level identifier; a group flag without its group key in the request
+  is not held out (its conditions then report `no_group_type`).
+"""
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from experiments_service.flags.hashing import (
+    HOLDOUT_PREFIX,
+    VARIANT_SALT,
+    bucket_hash,
+    hash01,
+    truncate_distinct_id,
+)
+from experiments_service.flags.properties import Matcher, compile_property
+
+__all__ = [
+    "CompiledFlags",
+    "EvaluationContext",
+    "FlagResult",
+    "hash01",
+    "in_rollout",
+    "rollout_threshold",
+    "select_variant",
+    "variant_bounds",
+]
+
+CONDITION_MATCH = "condition_match"
+NO_CONDITION_MATCH = "no_condition_match"
+OUT_OF_ROLLOUT_BOUND = "out_of_rollout_bound"
+NO_GROUP_TYPE = "no_group_type"
+SUPER_CONDITION_VALUE = "super_condition_value"
+HOLDOUT_CONDITION_VALUE = "holdout_condition_value"
+MISSING_DEPENDENCY = "missing_dependency"
+FLAG_DISABLED = "flag_disabled"
+
+REASON_DESCRIPTIONS = {
+    NO_CONDITION_MATCH: "No matching condition set",
+    OUT_OF_ROLLOUT_BOUND: "Out of rollout bound",
+    NO_GROUP_TYPE: "No group type",
+    SUPER_CONDITION_VALUE: "Super condition value",
+    HOLDOUT_CONDITION_VALUE: "Holdout condition value",
+    MISSING_DEPENDENCY: "Flag cannot be evaluated due to missing dependency",
+    FLAG_DISABLED: "Feature flag is disabled",
+}
+
+# Outcomes of one condition set, numbered by the server's reason priority.
+_NO_GROUP, _NO_MATCH, _OUT_OF_BOUND, _MATCH = 1, 2, 3, 4
+_REASON_OF = {
+    _NO_GROUP: NO_GROUP_TYPE,
+    _NO_MATCH: NO_CONDITION_MATCH,
+    _OUT_OF_BOUND: OUT_OF_ROLLOUT_BOUND,
+    _MATCH: CONDITION_MATCH,
+}
+_EMPTY: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationContext:
+    """Who is asking: identity, properties and groups of one `/flags` request."""
+
+    distinct_id: str
+    person_properties: Mapping[str, Any] = field(default_factory=dict)
+    groups: Mapping[str, str] = field(default_factory=dict)
+    group_properties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    hash_key_overrides: Mapping[str, str] = field(default_factory=dict)
+    anon_distinct_id: str | None = None
+    device_id: str | None = None
+    now: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlagResult:
+    """The outcome of one flag for one context, in the server's vocabulary."""
+
+    key: str
+    enabled: bool
+    variant: str | None
+    reason_code: str
+    condition_index: int | None
+    payload: Any
+
+    @property
+    def value(self) -> bool | str:
+        return self.variant if self.variant is not None else self.enabled
+
+    @property
+    def reason_description(self) -> str:
+        if self.reason_code == CONDITION_MATCH:
+            return f"Matched condition set {(self.condition_index or 0) + 1}"
+        return REASON_DESCRIPTIONS.get(self.reason_code, self.reason_code)
+
+
+def _group_key(value: Any) -> str | None:
+    """A request's group key as hashed: strings as given, integers in decimal."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def rollout_threshold(percentage: Any) -> float | None:
+    """A rollout percentage as a threshold in [0, 1]; None when everyone passes (null or 100 %)."""
+    if percentage is None:
+        return None
+    try:
+        value = float(percentage)
+    except (TypeError, ValueError):
+        return None
+    return None if value == 100.0 else value / 100.0
+
+
+def in_rollout(hashed: float, threshold: float | None) -> bool:
+    """Inclusion is `hash01 <= percentage / 100`: equality is included."""
+    return threshold is None or hashed <= threshold
+
+
+def variant_bounds(variants: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, float], ...]:
+    """Cumulative upper bounds in stored order, accumulated left to right in float64."""
+    cumulative, bounds = 0.0, []
+    for variant in variants:
+        cumulative += float(variant.get("rollout_percentage") or 0) / 100.0
+        bounds.append((variant.get("key"), cumulative))
+    return tuple(bounds)
+
+
+def select_variant(hashed: float, bounds: Sequence[tuple[str, float]]) -> str | None:
+    """The first variant whose bound is strictly greater than the hash; None past the last."""
+    for key, bound in bounds:
+        if hashed < bound:
+            return key
+    return None
+
+
+def _dependency_matches(expected: Any, actual: bool | str) -> bool:
+    """`flag_evaluates_to`: true matches any enabled value, false only false, a string its variant."""
+    if isinstance(actual, str):
+        return expected if isinstance(expected, bool) else actual == expected
+    return isinstance(expected, bool) and actual == expected
+
+
+class _Condition:
+    """One condition set, compiled: filters, rollout threshold, override and aggregation."""
+
+    __slots__ = ("index", "filters", "dependencies", "threshold", "variant", "group", "grouped", "needs_cohort")
+
+    def __init__(
+        self,
+        index: int,
+        raw: Mapping[str, Any],
+        flag_aggregation: int | None,
+        group_names: Mapping[int, str],
+        variant_keys: Collection[str],
+        resolve: "_Resolver",
+    ) -> None:
+        self.index = index
+        aggregation = raw["aggregation_group_type_index"] if "aggregation_group_type_index" in raw else flag_aggregation
+        self.grouped = aggregation is not None
+        self.group = group_names.get(_as_index(aggregation)) if self.grouped else None
+        filters: list[tuple[str | None, Matcher]] = []
+        dependencies: list[tuple[int, Any]] = []
+        self.needs_cohort = False
+        for prop in raw.get("properties") or ():
+            if not isinstance(prop, Mapping):
+                continue
+            kind = prop.get("type")
+            if kind == "cohort":
+                self.needs_cohort = True
+            elif kind == "flag":
+                dependencies.append((resolve(prop), prop.get("value")))
+            else:
+                source = self.group
+                if kind == "group" and prop.get("group_type_index") is not None:
+                    source = group_names.get(_as_index(prop.get("group_type_index")), "")
+                elif kind != "group" and not self.grouped:
+                    source = None
+                filters.append((source, compile_property(prop)))
+        self.filters = tuple(filters)
+        self.dependencies = tuple(dependencies)
+        self.threshold = rollout_threshold(raw.get("rollout_percentage"))
+        override = raw.get("variant")
+        self.variant = override if isinstance(override, str) and override in variant_keys else None
+
+    def properties_match(
+        self, ctx: EvaluationContext, values: list[Any], now: datetime | None
+    ) -> bool:
+        if self.needs_cohort:
+            return False
+        for target, expected in self.dependencies:
+            if target < 0 or not _dependency_matches(expected, values[target]):
+                return False
+        for source, matcher in self.filters:
+            if source is None:
+                props = ctx.person_properties
+            else:
+                props = ctx.group_properties.get(source, _EMPTY) if source else _EMPTY
+            if not matcher(props, now):
+                return False
+        return True
+
+
+class _Resolver:
+    """Resolves `flag_evaluates_to` keys (flag key, or id as int or string) to plan positions."""
+
+    def __init__(self, by_key: Mapping[str, int], by_id: Mapping[str, int]) -> None:
+        self.by_key, self.by_id = by_key, by_id
+
+    def __call__(self, prop: Mapping[str, Any]) -> int:
+        reference = prop.get("key")
+        if prop.get("operator", "flag_evaluates_to") != "flag_evaluates_to" or reference is None:
+            return -1
+        if isinstance(reference, str) and reference in self.by_key:
+            return self.by_key[reference]
+        return self.by_id.get(str(reference), -1)
+
+
+def _as_index(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Flag:
+    """One flag's evaluation plan."""
+
+    __slots__ = (
+        "key", "definition", "position", "active", "runtime", "tags", "continuity", "device_bucketing",
+        "group", "grouped", "conditions", "bounds", "payloads", "holdout", "early_exit", "enrollment",
+        "super_condition", "super_keys", "dependencies", "missing_dependency", "prefix", "results",
+    )  # fmt: skip
+
+    def __init__(self, definition: Mapping[str, Any], position: int) -> None:
+        self.definition = definition
+        self.position = position
+        self.key: str = definition["key"]
+        self.prefix = f"{self.key}."
+        self.active = bool(definition.get("active", True))
+        self.runtime = definition.get("evaluation_runtime") or "all"
+        tags = definition.get("evaluation_tags") or definition.get("evaluation_contexts") or ()
+        self.tags = frozenset(tags)
+        self.continuity = bool(definition.get("ensure_experience_continuity"))
+        self.dependencies: list[int] = []
+        self.missing_dependency = False
+        self.results: dict[tuple, FlagResult] = {}
+
+    def compile(self, group_names: Mapping[int, str], resolve: _Resolver) -> None:
+        """Parse `filters` once; dependencies resolve against the whole project."""
+        filters: Mapping[str, Any] = self.definition.get("filters") or {}
+        bucketing = self.definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
+        self.device_bucketing = bucketing == "device_id"
+        aggregation = _as_index(filters.get("aggregation_group_type_index"))
+        self.grouped = aggregation is not None
+        self.group = group_names.get(aggregation) if self.grouped else None
+        variants = [v for v in ((filters.get("multivariate") or {}).get("variants") or ()) if isinstance(v, Mapping)]
+        self.bounds = variant_bounds(variants)
+        variant_keys = frozenset(key for key, _ in self.bounds)
+        self.payloads: Mapping[str, Any] = filters.get("payloads") or {}
+        if "groups" in filters:
+            raw_groups = [g for g in (filters.get("groups") or ()) if isinstance(g, Mapping)]
+        else:
+            legacy = {
+                "properties": filters.get("properties") or [],
+                "rollout_percentage": self.definition.get("rollout_percentage"),
+            }
+            raw_groups = [legacy]
+        self.conditions = tuple(
+            _Condition(i, g, aggregation, group_names, variant_keys, resolve) for i, g in enumerate(raw_groups)
+        )
+        self.dependencies = sorted({t for c in self.conditions for t, _ in c.dependencies})
+        self.missing_dependency = any(t < 0 for c in self.conditions for t, _ in c.dependencies)
+        self.early_exit = bool(filters.get("early_exit"))
+        self.enrollment = filters.get("feature_enrollment") is True
+        super_groups = [g for g in (filters.get("super_groups") or ()) if isinstance(g, Mapping)]
+        self.super_condition = (
+            _Condition(0, {**super_groups[0], "aggregation_group_type_index": None}, None, group_names,
+                       variant_keys, resolve) if super_groups else None
+        )  # fmt: skip
+        self.super_keys = tuple(
+            p.get("key") for p in (super_groups[0].get("properties") or ()) if isinstance(p, Mapping)
+        ) if super_groups else ()  # fmt: skip
+        self.holdout = self._holdout(filters)
+
+    @staticmethod
+    def _holdout(filters: Mapping[str, Any]) -> tuple[str, float | None] | None:
+        """`(variant, threshold)` of the experiment holdout; threshold None holds out everyone."""
+        holdout = filters.get("holdout")
+        if isinstance(holdout, Mapping) and None not in (holdout.get("id"), holdout.get("exclusion_percentage")):
+            try:
+                percentage = min(max(float(holdout["exclusion_percentage"]), 0.0), 100.0)
+            except (TypeError, ValueError):
+                return None
+            return f"holdout-{holdout['id']}", None if percentage == 100.0 else percentage / 100.0
+        legacy = filters.get("holdout_groups")
+        if isinstance(legacy, list) and legacy and isinstance(legacy[0], Mapping) and not legacy[0].get("properties"):
+            variant = legacy[0].get("variant")
+            return (variant if isinstance(variant, str) else "holdout"), rollout_threshold(
+                legacy[0].get("rollout_percentage")
+            )
+        return None
+
+    def result(self, enabled: bool, variant: str | None, reason: str, index: int | None) -> FlagResult:
+        """Results are immutable and few per flag, so they are built once and shared."""
+        signature = (enabled, variant, reason, index)
+        cached = self.results.get(signature)
+        if cached is None:
+            payload = self.payloads.get(variant if variant is not None else "true") if enabled else None
+            cached = self.results[signature] = FlagResult(self.key, enabled, variant, reason, index, payload)
+        return cached
+
+    def served_to(self, runtime: str | None, contexts: Collection[str] | None) -> bool:
+        if runtime not in (None, "all") and self.runtime not in ("all", runtime):
+            return False
+        return not (self.tags and contexts and self.tags.isdisjoint(contexts))
+
+    def variant_for(self, identifier: str) -> str | None:
+        if not self.bounds:
+            return None
+        return select_variant(bucket_hash(self.prefix, identifier, VARIANT_SALT), self.bounds)
+
+    def evaluate(self, ctx: EvaluationContext, distinct_id: str, values: list[Any]) -> FlagResult:
+        if self.missing_dependency:
+            return self.result(False, None, MISSING_DEPENDENCY, None)
+        person = ctx.person_properties
+        if self.continuity:
+            identifier = ctx.hash_key_overrides.get(self.key) or ctx.anon_distinct_id or distinct_id
+        elif self.device_bucketing:
+            identifier = ctx.device_id or _group_key(person.get("$device_id"))
+        else:
+            identifier = distinct_id
+        now = ctx.now
+
+        if self.enrollment and f"$feature_enrollment/{self.key}" in person:
+            enrolled = person[f"$feature_enrollment/{self.key}"]
+            return self.result(enrolled is True or enrolled == "true", None, SUPER_CONDITION_VALUE, 0)
+        if self.super_condition is not None and any(key in person for key in self.super_keys):
+            outcome, _ = self._condition(self.super_condition, ctx, identifier, values, now)
+            return self.result(outcome == _MATCH, None, SUPER_CONDITION_VALUE, 0)
+
+        if self.holdout is not None:
+            member = self._holdout_member(ctx, distinct_id)
+            if member:
+                return self.result(True, self.holdout[0], HOLDOUT_CONDITION_VALUE, None)
+
+        best, best_index = _NO_GROUP, None
+        for condition in self.conditions:
+            outcome, effective = self._condition(condition, ctx, identifier, values, now)
+            if outcome >= best:
+                best, best_index = outcome, condition.index
+            if outcome == _MATCH:
+                variant = condition.variant or self.variant_for(effective)
+                return self.result(True, variant, CONDITION_MATCH, best_index)
+            if outcome == _OUT_OF_BOUND and self.early_exit:
+                break
+        return self.result(False, None, _REASON_OF[best], best_index)
+
+    def _holdout_member(self, ctx: EvaluationContext, distinct_id: str) -> bool:
+        if self.grouped:
+            identifier = _group_key(ctx.groups.get(self.group)) if self.group else None
+        elif self.device_bucketing:
+            identifier = ctx.device_id or _group_key(ctx.person_properties.get("$device_id"))
+        else:
+            identifier = distinct_id
+        if identifier is None:
+            return False
+        threshold = self.holdout[1]
+        return threshold is None or in_rollout(hash01(HOLDOUT_PREFIX, identifier), threshold)
+
+    def _condition(
+        self,
+        condition: _Condition,
+        ctx: EvaluationContext,
+        identifier: str | None,
+        values: list[Any],
+        now: datetime | None,
+    ) -> tuple[int, str]:
+        """Outcome of one condition set and the identifier it buckets by."""
+        if condition.grouped:
+            identifier = _group_key(ctx.groups.get(condition.group)) if condition.group else None
+            if identifier is None:
+                return _NO_GROUP, ""
+        if (condition.filters or condition.dependencies or condition.needs_cohort) and not (
+            condition.properties_match(ctx, values, now)
+        ):
+            return _NO_MATCH, ""
+        if identifier is None:  # device bucketing without a device id: the server's rollout miss
+            return _OUT_OF_BOUND, ""
+        threshold = condition.threshold
+        if threshold is None or in_rollout(bucket_hash(self.prefix, identifier), threshold):
+            return _MATCH, identifier
+        return _OUT_OF_BOUND, identifier
+
+
+class CompiledFlags:
+    """Immutable, pre-processed definitions of one project (built once, evaluated many times)."""
+
+    def __init__(
+        self, flags: Sequence[Mapping[str, Any]], group_type_mapping: Mapping[int, str] | None = None
+    ) -> None:
+        group_names = {
+            index: name
+            for raw_index, name in (group_type_mapping or {}).items()
+            if (index := _as_index(raw_index)) is not None
+        }
+        live = [f for f in flags if isinstance(f.get("key"), str) and not f.get("deleted")]
+        plans = [_Flag(definition, position) for position, definition in enumerate(live)]
+        by_key = {plan.key: plan.position for plan in plans}
+        by_id = {str(plan.definition["id"]): plan.position for plan in plans if plan.definition.get("id") is not None}
+        resolve = _Resolver(by_key, by_id)
+        for plan in plans:
+            plan.compile(group_names, resolve)
+        self._order = self._dependency_order(plans)
+        self._by_key = {plan.key: plan for plan in plans}
+        self._plans = plans
+        self._size = len(plans)
+
+    @staticmethod
+    def _dependency_order(plans: list[_Flag]) -> tuple[_Flag, ...]:
+        """Dependencies first; flags on a cycle, or depending on one, are missing a dependency."""
+        order: list[_Flag] = []
+        state: dict[int, int] = {}  # 1 = visiting, 2 = done
+
+        def visit(plan: _Flag) -> bool:
+            """Place `plan` after its dependencies; False when it sits on or behind a cycle."""
+            mark = state.get(plan.position)
+            if mark == 2:
+                return not plan.missing_dependency
+            if mark == 1:
+                return False
+            state[plan.position] = 1
+            healthy = True
+            for target in plan.dependencies:
+                healthy = visit(plans[target]) and healthy
+            if not healthy:
+                plan.missing_dependency = True
+            state[plan.position] = 2
+            order.append(plan)
+            return not plan.missing_dependency
+
+        for plan in plans:
+            visit(plan)
+        return tuple(order)
+
+    def flag(self, key: str) -> Mapping[str, Any] | None:
+        plan = self._by_key.get(key)
+        return plan.definition if plan is not None else None
+
+    def evaluate(
+        self,
+        ctx: EvaluationContext,
+        keys: Collection[str] | None = None,
+        runtime: str | None = None,
+        evaluation_contexts: Collection[str] | None = None,
+    ) -> dict[str, FlagResult]:
+        """Evaluate the served flags (or only `keys`), dependencies first."""
+        distinct_id = ctx.distinct_id if isinstance(ctx.distinct_id, str) else str(ctx.distinct_id)
+        distinct_id = truncate_distinct_id(distinct_id)
+        if keys is not None and not isinstance(keys, set | frozenset):
+            keys = set(keys)
+        order = self._order if keys is None else self._needed(keys)
+        values: list[Any] = [False] * self._size
+        results: dict[str, FlagResult] = {}
+        for plan in order:
+            if not plan.active:
+                continue
+            result = plan.evaluate(ctx, distinct_id, values)
+            values[plan.position] = result.variant if result.variant is not None else result.enabled
+            if plan.served_to(runtime, evaluation_contexts) and (keys is None or plan.key in keys):
+                results[plan.key] = result
+        return results
+
+    def _needed(self, keys: Collection[str]) -> list[_Flag]:
+        """Requested flags and everything they depend on, in dependency order."""
+        needed: set[int] = set()
+        pending = [self._by_key[key] for key in keys if key in self._by_key]
+        while pending:
+            plan = pending.pop()
+            if plan.position not in needed:
+                needed.add(plan.position)
+                pending.extend(self._plans[target] for target in plan.dependencies)
+        return [plan for plan in self._order if plan.position in needed]
