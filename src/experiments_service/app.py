@@ -19,11 +19,14 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     from experiments_service.approvals.router import router as approvals_router
     from experiments_service.events.router import router as events_router
+    from experiments_service.experiments.extras_router import router as experiments_extras_router
     from experiments_service.experiments.router import router as experiments_router
     from experiments_service.flags.router import router as flags_router
     from experiments_service.results.router import router as results_router
 
-    for router in (experiments_router, results_router, flags_router, events_router, approvals_router):
+    for router in (
+        experiments_extras_router, experiments_router, results_router, flags_router, events_router, approvals_router
+    ):
         app.include_router(router)
 
 

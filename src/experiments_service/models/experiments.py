@@ -32,6 +32,7 @@ class ExperimentSavedMetric(Base):
     description: Mapped[str | None] = mapped_column(String(400), default=None)
     query: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,168 @@
+"""Experiment holdouts: a stable share of users kept out of every experiment that uses the holdout.
+
+A holdout's groups carry the variant `holdout-<id>`; each experiment flag that uses the holdout
+stores `filters.holdout = {"id", "exclusion_percentage"}`, so changing or deleting a holdout
+rewrites those flags through the flag service in the same transaction.
+"""
+
+import copy
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from experiments_service.activity import record_activity
+from experiments_service.errors import NotFound, ValidationError
+from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.experiments.schemas import HoldoutOut
+from experiments_service.flags.service import FlagService
+from experiments_service.models import Experiment, ExperimentHoldout, FeatureFlag, User
+from experiments_service.pagination import PageRequest, fetch_page
+
+HoldoutName = Annotated[str, Field(min_length=1, max_length=400)]
+HoldoutDescription = Annotated[str | None, Field(max_length=400)]
+
+
+class HoldoutCreate(BaseModel):
+    name: HoldoutName
+    description: HoldoutDescription = None
+    filters: list[dict[str, Any]] | None = None
+
+
+class HoldoutUpdate(BaseModel):
+    """Partial update: only the fields sent change; an explicit null name is rejected."""
+
+    name: HoldoutName = None  # type: ignore[assignment]
+    description: HoldoutDescription = None
+    filters: list[dict[str, Any]] = None  # type: ignore[assignment]
+
+
+def holdout_flag_filter(holdout: ExperimentHoldout | None) -> dict[str, Any] | None:
+    """The `filters.holdout` value a flag carries for this holdout (null without one)."""
+    if holdout is None:
+        return None
+    groups = holdout.filters or []
+    exclusion = groups[0].get("rollout_percentage") if groups else None
+    return {"id": holdout.id, "exclusion_percentage": exclusion}
+
+
+def _validate_groups(filters: list[dict[str, Any]]) -> None:
+    for group in filters:
+        percentage = group.get("rollout_percentage")
+        if percentage is None:
+            raise ValidationError("Rollout percentage must be present.", attr="filters")
+        if isinstance(percentage, bool) or not isinstance(percentage, int | float) or not 0 <= percentage <= 100:
+            raise ValidationError("Rollout percentage must be between 0 and 100.", attr="filters")
+
+
+def _with_holdout_variant(holdout_id: int, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**group, "variant": f"holdout-{holdout_id}"} for group in filters]
+
+
+def _snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
+    return {
+        "name": holdout.name,
+        "description": holdout.description,
+        "filters": copy.deepcopy(holdout.filters),
+    }
+
+
+class HoldoutService:
+    def __init__(self, session: AsyncSession, project_id: int, actor: User):
+        self.session = session
+        self.project_id = project_id
+        self.actor = actor
+        self.repo = ExperimentRepository(session, project_id)
+
+    async def render(self, holdouts: list[ExperimentHoldout]) -> list[HoldoutOut]:
+        users = await self.repo.users(holdout.created_by_id for holdout in holdouts)
+        return [HoldoutOut.of(holdout, users.get(holdout.created_by_id)) for holdout in holdouts]
+
+    async def list_page(self, page: PageRequest) -> tuple[list[ExperimentHoldout], int]:
+        query = (
+            select(ExperimentHoldout)
+            .where(ExperimentHoldout.project_id == self.project_id)
+            .order_by(ExperimentHoldout.created_at.desc(), ExperimentHoldout.id.desc())
+        )
+        return await fetch_page(self.session, query, page)
+
+    async def get(self, holdout_id: int) -> ExperimentHoldout:
+        holdout = await self.repo.holdout(holdout_id)
+        if holdout is None:
+            raise NotFound()
+        return holdout
+
+    async def create(self, data: HoldoutCreate) -> ExperimentHoldout:
+        if not data.filters:
+            raise ValidationError("Filters are required to create an holdout group")
+        _validate_groups(data.filters)
+        holdout = ExperimentHoldout(
+            project_id=self.project_id,
+            name=data.name,
+            description=data.description,
+            filters=data.filters,
+            created_by_id=self.actor.id,
+        )
+        self.session.add(holdout)
+        await self.session.flush()
+        holdout.filters = _with_holdout_variant(holdout.id, data.filters)
+        await self.session.flush()
+        self._record(holdout, "created", after=_snapshot(holdout))
+        return holdout
+
+    async def update(self, holdout: ExperimentHoldout, data: HoldoutUpdate) -> ExperimentHoldout:
+        changes = data.model_dump(include=data.model_fields_set)
+        if "filters" in changes:
+            if not changes["filters"]:
+                raise ValidationError("This list may not be empty.", code="empty", attr="filters")
+            _validate_groups(changes["filters"])
+            changes["filters"] = _with_holdout_variant(holdout.id, changes["filters"])
+        before = _snapshot(holdout)
+        for field, value in changes.items():
+            setattr(holdout, field, value)
+        if changes.get("filters", before["filters"]) != before["filters"]:
+            await self._rewrite_flags(holdout, holdout_flag_filter(holdout))
+        await self.session.flush()
+        after = _snapshot(holdout)
+        if before != after:
+            self._record(holdout, "updated", before=before, after=after)
+        return holdout
+
+    async def delete(self, holdout: ExperimentHoldout) -> None:
+        """Detach the holdout from every flag that uses it, then delete it (experiments let go by FK)."""
+        await self._rewrite_flags(holdout, None)
+        self._record(holdout, "deleted", before=_snapshot(holdout))
+        await self.session.delete(holdout)
+        await self.session.flush()
+
+    async def _rewrite_flags(self, holdout: ExperimentHoldout, flag_holdout: dict[str, Any] | None) -> None:
+        flags = (
+            await self.session.execute(
+                select(FeatureFlag)
+                .where(
+                    FeatureFlag.project_id == self.project_id,
+                    FeatureFlag.id.in_(select(Experiment.feature_flag_id).where(Experiment.holdout_id == holdout.id)),
+                )
+                .order_by(FeatureFlag.id)
+                .with_for_update()
+            )
+        ).scalars()
+        flag_service = FlagService(self.session, self.project_id, self.actor)
+        for flag in flags:
+            filters = {**(flag.filters or {}), "holdout": flag_holdout}
+            await flag_service.update_flag(flag, {"filters": filters})
+
+    def _record(self, holdout: ExperimentHoldout, activity: str, *, before: Any = None, after: Any = None) -> None:
+        record_activity(
+            self.session,
+            project_id=self.project_id,
+            user_id=self.actor.id,
+            scope="Experiment",
+            item_id=holdout.id,
+            activity=activity,
+            name=holdout.name,
+            before=before,
+            after=after,
+            extra={"type": "holdout"},
+        )

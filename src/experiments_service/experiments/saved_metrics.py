@@ -1,0 +1,195 @@
+"""Saved metrics: named `ExperimentMetric` queries that experiments can share.
+
+The query's `uuid` is assigned once and never changes, because experiments list it in their
+metric ordering.
+"""
+
+import copy
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from experiments_service.activity import record_activity
+from experiments_service.auth.schemas import UserBasic
+from experiments_service.errors import NotFound, ValidationError
+from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
+from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.models import ExperimentSavedMetric, User
+from experiments_service.pagination import PageRequest, fetch_page
+
+METRIC_TYPES = ("mean", "funnel", "ratio", "retention")
+
+SavedMetricName = Annotated[str, Field(min_length=1, max_length=400)]
+SavedMetricDescription = Annotated[str | None, Field(max_length=400)]
+
+
+class SavedMetricCreate(BaseModel):
+    name: SavedMetricName
+    description: SavedMetricDescription = None
+    query: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SavedMetricUpdate(BaseModel):
+    """Partial update: only the fields sent change; an explicit null name or query is rejected."""
+
+    name: SavedMetricName = None  # type: ignore[assignment]
+    description: SavedMetricDescription = None
+    query: dict[str, Any] = None  # type: ignore[assignment]
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SavedMetricOut(BaseModel):
+    id: int
+    name: str
+    description: str | None
+    query: dict[str, Any]
+    created_by: UserBasic | None
+    created_at: datetime
+    updated_at: datetime
+    tags: list[str]
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, metric: ExperimentSavedMetric, created_by: User | None) -> "SavedMetricOut":
+        return cls(
+            id=metric.id,
+            name=metric.name,
+            description=metric.description,
+            query=metric.query or {},
+            created_by=UserBasic.of(created_by),
+            created_at=metric.created_at,
+            updated_at=metric.updated_at,
+            tags=list(metric.tags or []),
+            metadata=metric.metadata_,
+        )
+
+
+def validate_saved_metric_query(query: dict[str, Any] | None) -> None:
+    """Accept only current `ExperimentMetric` queries (the reference's messages, `attr: query`)."""
+    if not query:
+        raise ValidationError("Query is required to create a saved metric", attr="query")
+    kind = query.get("kind")
+    if kind in LEGACY_METRIC_KINDS:
+        raise ValidationError(
+            f"Legacy metric kind '{kind}' is no longer supported for new saved metrics. "
+            "Use 'ExperimentMetric' instead.",
+            attr="query",
+        )
+    if kind != "ExperimentMetric":
+        raise ValidationError("Metric query kind must be 'ExperimentMetric'", attr="query")
+    if "metric_type" not in query:
+        raise ValidationError("ExperimentMetric requires a metric_type", attr="query")
+    if query["metric_type"] not in METRIC_TYPES:
+        raise ValidationError(
+            "ExperimentMetric metric_type must be 'mean', 'funnel', 'ratio', or 'retention'", attr="query"
+        )
+    validate_metric(query, 0, "query")
+
+
+def _normalized_query(query: dict[str, Any], existing_uuid: str | None = None) -> dict[str, Any]:
+    validate_saved_metric_query(query)
+    normalized = copy.deepcopy(query)
+    incoming = normalized.get("uuid")
+    if existing_uuid and incoming and incoming != existing_uuid:
+        raise ValidationError("Saved metric UUID cannot be changed", attr="query")
+    normalized["uuid"] = existing_uuid or incoming or str(uuid.uuid4())
+    return normalized
+
+
+def _snapshot(metric: ExperimentSavedMetric) -> dict[str, Any]:
+    return {
+        "name": metric.name,
+        "description": metric.description,
+        "query": copy.deepcopy(metric.query),
+        "tags": list(metric.tags or []),
+        "metadata": copy.deepcopy(metric.metadata_),
+    }
+
+
+def _unique_tags(tags: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(tag.strip() for tag in tags or [] if tag.strip()))
+
+
+class SavedMetricService:
+    def __init__(self, session: AsyncSession, project_id: int, actor: User):
+        self.session = session
+        self.project_id = project_id
+        self.actor = actor
+        self.repo = ExperimentRepository(session, project_id)
+
+    async def render(self, metrics: list[ExperimentSavedMetric]) -> list[SavedMetricOut]:
+        users = await self.repo.users(metric.created_by_id for metric in metrics)
+        return [SavedMetricOut.of(metric, users.get(metric.created_by_id)) for metric in metrics]
+
+    async def list_page(self, page: PageRequest) -> tuple[list[ExperimentSavedMetric], int]:
+        query = (
+            select(ExperimentSavedMetric)
+            .where(ExperimentSavedMetric.project_id == self.project_id)
+            .order_by(ExperimentSavedMetric.created_at.desc(), ExperimentSavedMetric.id.desc())
+        )
+        return await fetch_page(self.session, query, page)
+
+    async def get(self, metric_id: int) -> ExperimentSavedMetric:
+        metric = (await self.repo.saved_metrics([metric_id])).get(metric_id)
+        if metric is None:
+            raise NotFound()
+        return metric
+
+    async def create(self, data: SavedMetricCreate) -> ExperimentSavedMetric:
+        metric = ExperimentSavedMetric(
+            project_id=self.project_id,
+            name=data.name,
+            description=data.description,
+            query=_normalized_query(data.query),
+            tags=_unique_tags(data.tags),
+            metadata_=data.metadata,
+            created_by_id=self.actor.id,
+        )
+        self.session.add(metric)
+        await self.session.flush()
+        self._record(metric, "created", after=_snapshot(metric))
+        return metric
+
+    async def update(self, metric: ExperimentSavedMetric, data: SavedMetricUpdate) -> ExperimentSavedMetric:
+        changes = data.model_dump(include=data.model_fields_set)
+        if "query" in changes:
+            changes["query"] = _normalized_query(changes["query"], existing_uuid=(metric.query or {}).get("uuid"))
+        if "tags" in changes:
+            changes["tags"] = _unique_tags(changes["tags"])
+        if "metadata" in changes:
+            changes["metadata_"] = changes.pop("metadata")
+        before = _snapshot(metric)
+        for field, value in changes.items():
+            setattr(metric, field, value)
+        await self.session.flush()
+        after = _snapshot(metric)
+        if before != after:
+            self._record(metric, "updated", before=before, after=after)
+        return metric
+
+    async def delete(self, metric: ExperimentSavedMetric) -> None:
+        """Delete the metric; experiment links go with it (FK cascade)."""
+        self._record(metric, "deleted", before=_snapshot(metric))
+        await self.session.delete(metric)
+        await self.session.flush()
+
+    def _record(self, metric: ExperimentSavedMetric, activity: str, *, before: Any = None, after: Any = None) -> None:
+        record_activity(
+            self.session,
+            project_id=self.project_id,
+            user_id=self.actor.id,
+            scope="Experiment",
+            item_id=metric.id,
+            activity=activity,
+            name=metric.name,
+            before=before,
+            after=after,
+            extra={"type": "saved_metric"},
+        )
