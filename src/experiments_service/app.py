@@ -25,7 +25,8 @@ def _include_routers(app: FastAPI) -> None:
     from experiments_service.results.router import router as results_router
 
     for router in (
-        experiments_extras_router, experiments_router, results_router, flags_router, events_router, approvals_router
+        # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
+        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
     ):
         app.include_router(router)
 

@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
+from experiments_service.flags.cache import start_definitions_listener
+from experiments_service.results.worker import start_results_worker
+
 Stopper = Callable[[], Awaitable[None]]
 Starter = Callable[[FastAPI], Awaitable[Stopper]]
 
-STARTERS: list[Starter] = []
+STARTERS: list[Starter] = [start_results_worker, start_definitions_listener]
 
 
 async def start_background_services(app: FastAPI) -> Stopper:

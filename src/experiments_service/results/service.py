@@ -1,0 +1,293 @@
+"""Business steps of results: read the experiment's definition, query aggregates, run the stats."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.errors import NotFound, ValidationError
+from experiments_service.models import Experiment, FeatureFlag
+from experiments_service.results import statistics
+from experiments_service.results.repository import (
+    MULTIPLE_VARIANTS,
+    SUPPORTED_OPERATORS,
+    EventSource,
+    ExposureRules,
+    MetricQuery,
+    ResultsRepository,
+)
+from experiments_service.results.schemas import (
+    BaselineResult,
+    BayesianVariantResult,
+    ExperimentResultsOut,
+    FrequentistVariantResult,
+    MetricResult,
+    RequiresFlagImplementationOut,
+    SampleRatioMismatchOut,
+)
+
+SUPPORTED_MATH = ("total", "sum", "avg", "min", "max", "unique_session")
+WINDOW_UNIT_SECONDS = {
+    "second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400,
+}
+NOT_STARTED = "Experiment has not been started yet"
+
+
+class MetricDefinitionError(ValueError):
+    """The metric cannot be computed as defined (reported per metric, not as a failed request)."""
+
+
+@dataclass(frozen=True)
+class ExperimentMetric:
+    """A metric of the experiment, wherever it is defined (inline or saved)."""
+
+    definition: dict[str, Any]
+    role: str
+    saved_metric_id: int | None = None
+
+    @property
+    def uuid(self) -> str | None:
+        return self.definition.get("uuid")
+
+
+def _event_source(node: Any, where: str) -> EventSource:
+    if not isinstance(node, dict):
+        raise MetricDefinitionError(f"{where} must be an EventsNode object.")
+    if node.get("kind", "EventsNode") != "EventsNode":
+        raise MetricDefinitionError(f"{where}: only EventsNode sources are supported, got '{node.get('kind')}'.")
+    math = node.get("math") or "total"
+    if math not in SUPPORTED_MATH:
+        raise MetricDefinitionError(f"{where}: math '{math}' is not supported (use one of {', '.join(SUPPORTED_MATH)}).")
+    if math in ("sum", "avg", "min", "max") and not node.get("math_property"):
+        raise MetricDefinitionError(f"{where}: math '{math}' requires math_property.")
+    properties = node.get("properties") or []
+    if not isinstance(properties, list) or not all(isinstance(item, dict) for item in properties):
+        raise MetricDefinitionError(f"{where}: properties must be a list of property filters.")
+    for item in properties:
+        if (item.get("operator") or "exact") not in SUPPORTED_OPERATORS:
+            raise MetricDefinitionError(f"{where}: property operator '{item.get('operator')}' is not supported.")
+    return EventSource(
+        event=node.get("event"), math=math, math_property=node.get("math_property"), properties=tuple(properties)
+    )
+
+
+def metric_query(metric: dict[str, Any]) -> MetricQuery:
+    """Translate an `ExperimentMetric` into the sources and window the repository aggregates."""
+    metric_type = metric.get("metric_type")
+    if metric_type == "mean":
+        sources = (_event_source(metric.get("source"), "source"),)
+    elif metric_type == "funnel":
+        series = metric.get("series")
+        if not isinstance(series, list) or not series:
+            raise MetricDefinitionError("Funnel metrics require at least one step in series.")
+        sources = tuple(_event_source(step, f"series[{index}]") for index, step in enumerate(series))
+    elif metric_type == "ratio":
+        sources = (
+            _event_source(metric.get("numerator"), "numerator"),
+            _event_source(metric.get("denominator"), "denominator"),
+        )
+    else:
+        raise MetricDefinitionError(f"Metric type '{metric_type}' is not supported (use mean, funnel or ratio).")
+    window = metric.get("conversion_window")
+    window_seconds = None
+    if window is not None:
+        unit = metric.get("conversion_window_unit") or "day"
+        if unit not in WINDOW_UNIT_SECONDS or not isinstance(window, int) or window <= 0:
+            raise MetricDefinitionError("conversion_window must be a positive integer with a valid unit.")
+        window_seconds = window * WINDOW_UNIT_SECONDS[unit]
+    return MetricQuery(metric_type=metric_type, sources=sources, conversion_window_seconds=window_seconds)
+
+
+def flag_variant_split(flag: FeatureFlag | None, experiment: Experiment) -> dict[str, float]:
+    """Variant key → configured rollout percentage (the flag's, else the experiment parameters')."""
+    variants = (((flag.filters if flag else None) or {}).get("multivariate") or {}).get("variants")
+    if not variants:
+        variants = (experiment.parameters or {}).get("feature_flag_variants") or []
+    return {str(item["key"]): float(item.get("rollout_percentage") or 0) for item in variants if "key" in item}
+
+
+def stats_settings(experiment: Experiment, metric: dict[str, Any]) -> statistics.StatsSettings:
+    config = experiment.stats_config or {}
+    return statistics.StatsSettings(
+        method="frequentist" if config.get("method") == "frequentist" else "bayesian",
+        ci_level=float((config.get("bayesian") or {}).get("ci_level") or 0.95),
+        alpha=float((config.get("frequentist") or {}).get("alpha") or 0.05),
+        lower_is_better=metric.get("goal") == "decrease",
+    )
+
+
+class ResultsService:
+    def __init__(self, repository: ResultsRepository):
+        self.repository = repository
+        self.experiments = ExperimentRepository(repository.session, repository.project_id)
+
+    async def experiment(self, experiment_id: int) -> Experiment:
+        experiment = await self.experiments.get(experiment_id)
+        if experiment is None:
+            raise NotFound()
+        return experiment
+
+    async def started_experiment(self, experiment_id: int) -> Experiment:
+        experiment = await self.experiment(experiment_id)
+        if experiment.start_date is None:
+            raise ValidationError(NOT_STARTED)
+        return experiment
+
+    async def metrics(self, experiment: Experiment) -> list[ExperimentMetric]:
+        """Primary then secondary metrics; inline ones before saved ones."""
+        saved = (await self.experiments.saved_metric_links([experiment.id]))[experiment.id]
+        found = []
+        for role, inline in (("primary", experiment.metrics), ("secondary", experiment.metrics_secondary)):
+            found += [ExperimentMetric(item, role) for item in inline or [] if isinstance(item, dict)]
+            found += [
+                ExperimentMetric(metric.query or {}, role, metric.id)
+                for link, metric in saved
+                if ((link.metadata_ or {}).get("type") or "primary") == role
+            ]
+        return found
+
+    async def exposure_rules(self, experiment: Experiment, until: datetime) -> tuple[ExposureRules, dict[str, float]]:
+        flag = await self.experiments.flag(experiment.feature_flag_id)
+        split = flag_variant_split(flag, experiment)
+        variants = list(split)
+        if experiment.holdout_id is not None:
+            variants.append(f"holdout-{experiment.holdout_id}")
+        criteria = experiment.exposure_criteria or {}
+        config = criteria.get("exposure_config") or {}
+        custom_event = None
+        custom_properties: tuple[dict[str, Any], ...] = ()
+        if config.get("kind", "ExperimentEventExposureConfig") == "ExperimentEventExposureConfig" and config.get(
+            "event"
+        ) not in (None, "$feature_flag_called"):
+            custom_event = config["event"]
+            custom_properties = tuple(item for item in config.get("properties") or [] if isinstance(item, dict))
+        rules = ExposureRules(
+            flag_key=flag.key if flag else "",
+            variants=tuple(variants),
+            start=experiment.start_date,
+            until=until,
+            first_seen=criteria.get("multiple_variant_handling") == "first_seen",
+            custom_event=custom_event,
+            custom_properties=custom_properties,
+        )
+        return rules, split
+
+    async def metric_result(
+        self, experiment: Experiment, metric: ExperimentMetric, rules: ExposureRules, baseline_key: str
+    ) -> tuple[MetricResult, dict[str, statistics.VariantAggregate]]:
+        """One metric's result, plus the raw per-variant aggregates it came from."""
+        settings = stats_settings(experiment, metric.definition)
+        entry = MetricResult(
+            metric_uuid=metric.uuid,
+            fingerprint=metric.definition.get("fingerprint"),
+            metric_type=metric.definition.get("metric_type"),
+            role=metric.role,
+            saved_metric_id=metric.saved_metric_id,
+            method=settings.method,
+        )
+        try:
+            query = metric_query(metric.definition)
+        except MetricDefinitionError as error:
+            entry.error = str(error)
+            return entry, {}
+        aggregates = await self.repository.metric_aggregates(rules, query)
+        ordered = [
+            aggregates.get(key) or statistics.VariantAggregate(key=key, number_of_samples=0, sum=0.0, sum_squares=0.0)
+            for key in rules.variants
+        ]
+        baseline = next((agg for agg in ordered if agg.key == baseline_key), None)
+        if baseline is None:
+            entry.error = f"Baseline variant '{baseline_key}' is not a variant of the feature flag."
+            return entry, aggregates
+        others = [agg for agg in ordered if agg.key != baseline_key]
+        baseline_failures, comparisons = statistics.compare(query.metric_type, baseline, others, settings)
+        entry.baseline = BaselineResult(**_aggregate_fields(baseline), validation_failures=baseline_failures)
+        variant_model = FrequentistVariantResult if settings.method == "frequentist" else BayesianVariantResult
+        entry.variant_results = [
+            variant_model(**_aggregate_fields(agg), **_comparison_fields(settings.method, comparison))
+            for agg, comparison in zip(others, comparisons, strict=True)
+        ]
+        return entry, aggregates
+
+    async def experiment_results(self, experiment_id: int, metric_uuid: str | None) -> ExperimentResultsOut:
+        experiment = await self.started_experiment(experiment_id)
+        metrics = await self.metrics(experiment)
+        if metric_uuid is not None:
+            metrics = [metric for metric in metrics if metric.uuid == metric_uuid]
+            if not metrics:
+                raise NotFound(f"No metric with uuid '{metric_uuid}' in this experiment.", code="not_found")
+        now = datetime.now(UTC)
+        until = min(experiment.end_date, now) if experiment.end_date else now
+        rules, split = await self.exposure_rules(experiment, until)
+        baseline_key = (experiment.stats_config or {}).get("baseline_variant_key") or "control"
+        results, exposures = [], None
+        for metric in metrics:
+            entry, aggregates = await self.metric_result(experiment, metric, rules, baseline_key)
+            results.append(entry)
+            if exposures is None and aggregates:
+                exposures = {key: agg.number_of_samples for key, agg in aggregates.items()}
+        if exposures is None:
+            exposures = await self.repository.exposure_counts(rules)
+        exposures = {key: exposures.get(key, 0) for key in (*rules.variants, MULTIPLE_VARIANTS)}
+        srm = statistics.sample_ratio_mismatch(exposures, split)
+        return ExperimentResultsOut(
+            experiment_id=experiment.id,
+            results=results,
+            exposures=exposures,
+            srm=SampleRatioMismatchOut(**srm.__dict__),
+            computed_at=now,
+            data_through=until,
+        )
+
+    async def requires_flag_implementation(
+        self, events_param: str | None, actions_param: str | None, limit: int
+    ) -> RequiresFlagImplementationOut:
+        """True when none of the recently sampled events of the filter carries a `$feature/` property."""
+        event_names = _event_names(events_param, "events")
+        _event_names(actions_param, "actions")
+        since = datetime.now(UTC) - timedelta(days=7)
+        for name in event_names:
+            for properties in await self.repository.recent_event_properties(name, since, limit):
+                if any(str(key).startswith("$feature/") for key in properties):
+                    return RequiresFlagImplementationOut(result=False)
+        return RequiresFlagImplementationOut(result=True)
+
+
+def _event_names(raw: str | None, attr: str) -> list[str]:
+    """Event names of a legacy insight filter list (`[{"id": "$pageview", ...}]`)."""
+    if raw is None or raw == "":
+        return []
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ValidationError(f"{attr} must be a JSON list.", attr=attr) from None
+    if not isinstance(items, list):
+        raise ValidationError(f"{attr} must be a JSON list.", attr=attr)
+    names = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            names.append(item["id"])
+        elif isinstance(item, dict) and isinstance(item.get("event"), str):
+            names.append(item["event"])
+    return names
+
+
+def _aggregate_fields(agg: statistics.VariantAggregate) -> dict[str, Any]:
+    return {
+        "key": agg.key,
+        "number_of_samples": agg.number_of_samples,
+        "sum": agg.sum,
+        "sum_squares": agg.sum_squares,
+        "sum_of_products": agg.sum_of_products,
+        "denominator_sum": agg.denominator_sum,
+        "denominator_sum_squares": agg.denominator_sum_squares,
+        "step_counts": agg.step_counts,
+    }
+
+
+def _comparison_fields(method: str, comparison: statistics.Comparison) -> dict[str, Any]:
+    fields = {"significant": comparison.significant, "validation_failures": comparison.validation_failures}
+    if method == "frequentist":
+        return {**fields, "p_value": comparison.p_value, "confidence_interval": comparison.confidence_interval}
+    return {**fields, "chance_to_win": comparison.chance_to_win, "credible_interval": comparison.credible_interval}
