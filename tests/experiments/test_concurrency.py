@@ -1,0 +1,108 @@
+"""Concurrent lifecycle calls on one experiment: exactly one launch wins; pause/resume stay consistent.
+
+`asyncio.gather` over the ASGI client interleaves the requests at every await; on PostgreSQL each
+request has its own pooled connection, so the row locks and version checks are really exercised.
+On SQLite the single pooled connection serialises them, and the same invariants must hold.
+"""
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from experiments_service.models import ActivityLog, Experiment, FeatureFlag
+from tests.experiments.extras_factories import load
+
+CONCURRENCY = 20
+WRONG_STATE = {
+    "pause": {"Experiment is already paused."},
+    "resume": {"Experiment is not paused."},
+}
+
+
+async def create_experiment(client, kit, key: str) -> dict:
+    response = await client.post(
+        f"{kit.base}/experiments/", json={"name": f"Concurrent {key}", "feature_flag_key": key}, headers=kit.headers
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def action(client, kit, experiment_id: int, name: str):
+    return await client.post(f"{kit.base}/experiments/{experiment_id}/{name}/", headers=kit.headers)
+
+
+async def test_twenty_concurrent_launches_exactly_one_wins(client, kit, app):
+    experiment = await create_experiment(client, kit, "race-launch")
+    responses = await asyncio.gather(*(action(client, kit, experiment["id"], "launch") for _ in range(CONCURRENCY)))
+
+    assert Counter(r.status_code for r in responses) == {200: 1, 400: CONCURRENCY - 1}, [r.text for r in responses]
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    assert winner["status"] == "running"
+    assert winner["feature_flag"]["active"] is True
+    for response in responses:
+        if response.status_code == 400:
+            assert response.json() == {
+                "type": "validation_error", "code": "invalid_input",
+                "detail": "Experiment has already been launched.", "attr": None,
+            }  # fmt: skip
+
+    stored = await load(app, Experiment, experiment["id"])
+    assert stored.status == "running"
+    assert stored.start_date is not None
+    assert stored.start_date.isoformat().replace("+00:00", "Z") == winner["start_date"]
+    flag = await load(app, FeatureFlag, experiment["feature_flag"]["id"])
+    assert flag.active is True
+    assert flag.version == experiment["feature_flag"]["version"] + 1
+    async with app.state.db.sessionmaker() as session:
+        flag_changes = await session.scalar(
+            select(func.count()).select_from(ActivityLog).where(
+                ActivityLog.project_id == kit.project_id,
+                ActivityLog.scope == "FeatureFlag",
+                ActivityLog.item_id == str(flag.id),
+                ActivityLog.activity == "updated",
+            )
+        )
+    assert flag_changes == 1
+
+
+async def test_concurrent_pause_and_resume_keep_status_and_flag_consistent(client, kit, app):
+    experiment = await create_experiment(client, kit, "race-pause")
+    assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
+    names = ["pause" if index % 2 == 0 else "resume" for index in range(CONCURRENCY)]
+    responses = await asyncio.gather(*(action(client, kit, experiment["id"], name) for name in names))
+
+    for name, response in zip(names, responses, strict=True):
+        assert response.status_code in (200, 400, 409), response.text
+        body = response.json()
+        if response.status_code == 200:
+            assert (body["status"] == "paused") == (body["feature_flag"]["active"] is False)
+            assert body["status"] == ("paused" if name == "pause" else "running")
+        elif response.status_code == 400:
+            assert body["detail"] in WRONG_STATE[name]
+    assert any(r.status_code == 200 for r in responses)
+
+    stored = await load(app, Experiment, experiment["id"])
+    flag = await load(app, FeatureFlag, experiment["feature_flag"]["id"])
+    assert stored.status in ("running", "paused")
+    assert (stored.status == "paused") == (flag.active is False)
+    assert stored.end_date is None
+    final = (await client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)).json()
+    assert (final["status"] == "paused") == (final["feature_flag"]["active"] is False)
+
+
+async def test_alternating_pause_resume_sequence_ends_where_the_last_success_left_it(client, kit, app):
+    """Each success flips the state, so the counts of successes decide the final state."""
+    experiment = await create_experiment(client, kit, "race-flip")
+    assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
+    names = ["pause", "resume"] * (CONCURRENCY // 2)
+    responses = await asyncio.gather(*(action(client, kit, experiment["id"], name) for name in names))
+    succeeded = Counter(name for name, r in zip(names, responses, strict=True) if r.status_code == 200)
+    assert all(r.status_code < 500 for r in responses)
+    # Starting from running, successful calls can only alternate pause, resume, pause, ...
+    assert succeeded["pause"] - succeeded["resume"] in (0, 1), succeeded
+    stored = await load(app, Experiment, experiment["id"])
+    flag = await load(app, FeatureFlag, experiment["feature_flag"]["id"])
+    expected = "paused" if succeeded["pause"] > succeeded["resume"] else "running"
+    assert stored.status == expected
+    assert flag.active is (expected == "running")
