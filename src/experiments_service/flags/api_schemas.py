@@ -4,7 +4,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from experiments_service.flags.schemas import FeatureFlagOut
 
 EvaluationRuntime = Literal["server", "client", "all"]
 
@@ -33,13 +32,6 @@ class FeatureFlagPatch(BaseModel):
     evaluation_runtime: EvaluationRuntime | None = None
     evaluation_tags: list[str] | None = None
     evaluation_contexts: list[str] | None = None
-
-
-class FeatureFlagPage(BaseModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[FeatureFlagOut]
 
 
 class GroupTypeCreate(BaseModel):

@@ -11,6 +11,7 @@ from experiments_service.flags.repository import FlagRepository
 from experiments_service.flags.schemas import FeatureFlagOut
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag, User
+from experiments_service.pagination import PageRequest, fetch_page
 
 # PATCH fields that may not be set to null (the rest map null to their default).
 _NOT_NULLABLE = ("key", "name", "filters", "active", "deleted", "evaluation_runtime")
@@ -38,11 +39,9 @@ class FlagsAPI:
     async def render_one(self, flag: FeatureFlag) -> FeatureFlagOut:
         return (await self.render([flag]))[0]
 
-    async def page(
-        self, *, limit: int, offset: int, search: str | None, active: bool | None
-    ) -> tuple[int, list[FeatureFlagOut]]:
-        count, flags = await self.repo.page(limit=limit, offset=offset, search=search, active=active)
-        return count, await self.render(flags)
+    async def page(self, page: PageRequest, *, search: str | None, active: bool | None) -> dict[str, Any]:
+        flags, count = await fetch_page(self.session, self.repo.live_query(search=search, active=active), page)
+        return page.envelope(await self.render(flags), count)
 
     async def get(self, flag_id: int) -> FeatureFlag:
         flag = await self.repo.get(flag_id, for_update=True)

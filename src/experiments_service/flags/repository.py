@@ -1,9 +1,18 @@
 """All SQL for feature flags."""
 
-from sqlalchemy import func, or_, select, update
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion
+from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion, HashKeyOverride, Person
+
+# PostgreSQL channel on which every flag write announces its project id (see flags/cache.py).
+DEFINITIONS_CHANNEL = "flag_definitions"
+# Key in `session.info` collecting the projects whose definitions this transaction changed.
+CHANGED_PROJECTS = "changed_flag_projects"
 
 
 class FlagRepository:
@@ -33,19 +42,15 @@ class FlagRepository:
             query = query.where(FeatureFlag.id != excluding_id)
         return (await self.session.execute(query.limit(1))).first() is not None
 
-    async def page(
-        self, *, limit: int, offset: int, search: str | None = None, active: bool | None = None
-    ) -> tuple[int, list[FeatureFlag]]:
-        """One page of live flags, newest first, with the total count of the filtered list."""
+    def live_query(self, *, search: str | None = None, active: bool | None = None) -> Select:
+        """Live flags, newest first, optionally matching `search` (key or name) and `active`."""
         query = self._scoped().where(FeatureFlag.deleted.is_(False))
         if search:
             pattern = f"%{search.lower()}%"
             query = query.where(or_(func.lower(FeatureFlag.key).like(pattern), func.lower(FeatureFlag.name).like(pattern)))
         if active is not None:
             query = query.where(FeatureFlag.active.is_(active))
-        count = (await self.session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = await self.session.execute(query.order_by(FeatureFlag.created_at.desc(), FeatureFlag.id.desc()).limit(limit).offset(offset))
-        return count, list(rows.scalars())
+        return query.order_by(FeatureFlag.created_at.desc(), FeatureFlag.id.desc())
 
     async def experiment_ids_by_flag(self, flag_ids: list[int]) -> dict[int, list[int]]:
         """Ids of the live experiments using each flag (PostHog's `experiment_set`)."""
@@ -74,9 +79,47 @@ class FlagRepository:
         self.session.add(flag)
 
     async def bump_definitions_version(self) -> None:
-        """Mark this project's flag definitions changed (caches in every process re-load)."""
+        """Mark this project's flag definitions changed (caches in every process re-load).
+
+        On PostgreSQL the NOTIFY is delivered at commit, so listeners never see a change
+        that rolled back; this process's own cache is evicted after commit (flags/cache.py).
+        """
         await self.session.execute(
             update(FlagDefinitionsVersion)
             .where(FlagDefinitionsVersion.project_id == self.project_id)
             .values(version=FlagDefinitionsVersion.version + 1)
+        )
+        self.session.info.setdefault(CHANGED_PROJECTS, set()).add(self.project_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": DEFINITIONS_CHANNEL, "payload": str(self.project_id)},
+            )
+
+    async def person_properties(self, distinct_id: str) -> dict[str, Any]:
+        """Stored properties of the person with this distinct id (empty when unknown)."""
+        query = select(Person.properties).where(Person.project_id == self.project_id, Person.distinct_id == distinct_id)
+        return (await self.session.execute(query)).scalar_one_or_none() or {}
+
+    async def hash_key_overrides(self, distinct_id: str) -> dict[str, str]:
+        """Experience-continuity identifiers stored for this distinct id, by flag key."""
+        query = select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key).where(
+            HashKeyOverride.project_id == self.project_id, HashKeyOverride.distinct_id == distinct_id
+        )
+        return dict((await self.session.execute(query)).tuples().all())
+
+    async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
+        """Store `hash_key` for these flags unless an override exists already (first one wins)."""
+        if not flag_keys:
+            return
+        insert = postgresql_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        rows = [
+            {"project_id": self.project_id, "distinct_id": distinct_id, "feature_flag_key": key, "hash_key": hash_key}
+            for key in sorted(flag_keys)
+        ]
+        await self.session.execute(
+            insert(HashKeyOverride).on_conflict_do_nothing(
+                index_elements=[HashKeyOverride.project_id, HashKeyOverride.distinct_id, HashKeyOverride.feature_flag_key]
+            ),
+            rows,
         )

@@ -1,20 +1,24 @@
 """HTTP routes of the flags domain (thin: parse, call the service, render)."""
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite
+from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite, authenticate
+from experiments_service.auth.keys import scope_allows
+from experiments_service.auth.repository import AuthRepository
 from experiments_service.deps import SessionDep, TransactionalRoute
-from experiments_service.errors import CustomBodyError
+from experiments_service.errors import CustomBodyError, PermissionDenied, ValidationError
+from experiments_service.flags import sdk
 from experiments_service.flags.api_schemas import (
     FeatureFlagCreate,
-    FeatureFlagPage,
     FeatureFlagPatch,
     GroupTypeCreate,
     GroupTypeOut,
 )
 from experiments_service.flags.api_service import FlagsAPI
+from experiments_service.flags.cache import flag_cache
 from experiments_service.flags.groups import GroupTypes
 from experiments_service.flags.schemas import FeatureFlagOut
+from experiments_service.pagination import Page, PageDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["flags"])
 
@@ -24,30 +28,12 @@ FLAG = "/api/projects/{project_id}/feature_flags/{flag_id}/"
 _ERRORS = {400: {"description": "Invalid input"}, 401: {"description": "Not authenticated"}, 403: {"description": "Missing scope"}}
 
 
-def _page_url(request: Request, limit: int, offset: int) -> str:
-    return str(request.url.include_query_params(limit=limit, offset=offset))
-
-
-@router.get(FLAGS, response_model=FeatureFlagPage, responses=_ERRORS)
+@router.get(FLAGS, response_model=Page[FeatureFlagOut], responses=_ERRORS)
 async def list_feature_flags(
-    request: Request,
-    ctx: FeatureFlagRead,
-    session: SessionDep,
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
-    search: str | None = None,
-    active: bool | None = None,
-) -> FeatureFlagPage:
+    ctx: FeatureFlagRead, session: SessionDep, page: PageDep, search: str | None = None, active: bool | None = None
+) -> dict:
     """List the project's feature flags (deleted ones excluded), newest first."""
-    count, results = await FlagsAPI(session, ctx.project_id, ctx.user).page(
-        limit=limit, offset=offset, search=search, active=active
-    )
-    return FeatureFlagPage(
-        count=count,
-        next=_page_url(request, limit, offset + limit) if offset + limit < count else None,
-        previous=_page_url(request, limit, max(offset - limit, 0)) if offset > 0 else None,
-        results=results,
-    )
+    return await FlagsAPI(session, ctx.project_id, ctx.user).page(page, search=search, active=active)
 
 
 @router.post(FLAGS, response_model=FeatureFlagOut, status_code=status.HTTP_201_CREATED, responses=_ERRORS)
@@ -101,3 +87,86 @@ async def create_group_type(body: GroupTypeCreate, response: Response, ctx: Feat
     row, created = await GroupTypes(session, ctx.project_id).add(body.group_type, body.name_singular, body.name_plural)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return _group_type_out(row)
+
+
+# --- SDK endpoints: evaluation and local-evaluation definitions ----------------------------------
+
+_JSON = "application/json"
+_SDK_BODY = {
+    "requestBody": {
+        "description": "PostHog's /flags request: JSON, gzip (`compression=gzip-js` or `Content-Encoding: gzip`), "
+        "base64 (`compression=base64`) or a form with `data=`.",
+        "content": {_JSON: {"schema": {"type": "object"}}},
+    }
+}
+_SDK_ERRORS = {400: {"description": "Malformed request"}, 401: {"description": "Invalid project API key"}, 413: {"description": "Body too large"}}
+
+
+async def _evaluate(request: Request, endpoint: str) -> Response:
+    body = sdk.decode_body(
+        await request.body(),
+        compression=request.query_params.get("compression"),
+        content_encoding=request.headers.get("content-encoding", ""),
+        content_type=request.headers.get("content-type", ""),
+        limit=request.app.state.settings.max_body_bytes,
+    )
+    project, results, errors = await sdk.evaluate_flags_request(request, body)
+    content = sdk.render(
+        project,
+        results,
+        errors,
+        endpoint=endpoint,
+        version=sdk.response_version(request.query_params.get("v")),
+        config=request.query_params.get("config") == "true",
+    )
+    return Response(content, media_type=_JSON)
+
+
+@router.post("/flags/", response_class=Response, openapi_extra=_SDK_BODY, responses={200: {"description": "Flag values (shape by `v`)"}, **_SDK_ERRORS})
+async def evaluate_flags(request: Request) -> Response:
+    """Evaluate the project's flags for one person (PostHog `/flags?v=1|2|3|4`), authenticated by the project API key."""
+    return await _evaluate(request, "flags")
+
+
+@router.post("/decide/", response_class=Response, openapi_extra=_SDK_BODY, responses={200: {"description": "Flag values (shape by `v`)"}, **_SDK_ERRORS})
+async def decide(request: Request) -> Response:
+    """The older `/decide?v=2|3|4` endpoint: the same evaluation in its response shapes."""
+    return await _evaluate(request, "decide")
+
+
+async def _definitions(request: Request, session: SessionDep, token: str | None) -> Response:
+    key, user = await authenticate(request, session)
+    if not scope_allows(list(key.scopes or []), "feature_flag:read"):
+        raise PermissionDenied("API key missing required scope 'feature_flag:read'")
+    if not token:
+        raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
+    cache = flag_cache(request.app)
+    project_id = await cache.project_id_for_token(token)
+    if project_id is None:
+        raise sdk.INVALID_PROJECT_KEY
+    if not await AuthRepository(session).is_member(project_id, user.id):
+        raise PermissionDenied("You don't have access to the project.")
+    project = await cache.get(project_id)
+    headers = {"ETag": project.etag}
+    if request.headers.get("if-none-match") == project.etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(project.definitions_body, media_type=_JSON, headers=headers)
+
+
+_DEFINITIONS_RESPONSES = {
+    200: {"description": "`{flags, group_type_mapping, cohorts}` for SDK local evaluation, with an ETag"},
+    304: {"description": "Unchanged since the `If-None-Match` ETag"},
+    **_ERRORS,
+}
+
+
+@router.get("/flags/definitions/", response_class=Response, responses=_DEFINITIONS_RESPONSES)
+async def flag_definitions(request: Request, session: SessionDep, token: str | None = None) -> Response:
+    """Flag definitions for SDK local evaluation (personal API key with feature_flag:read, project `token`)."""
+    return await _definitions(request, session, token)
+
+
+@router.get("/api/feature_flag/local_evaluation/", response_class=Response, responses=_DEFINITIONS_RESPONSES)
+async def local_evaluation_definitions(request: Request, session: SessionDep, token: str | None = None) -> Response:
+    """The older path of the local-evaluation definitions."""
+    return await _definitions(request, session, token)

@@ -1,0 +1,324 @@
+"""`/flags` and `/decide`: what SDKs send, how it is evaluated, and the versioned answers.
+
+The hot path reads flag definitions from memory (flags/cache.py) and renders with orjson.
+The database is touched only when the request needs it: a person-property condition the
+request did not supply a value for (one indexed lookup of the stored person), or a flag with
+experience continuity (read, and on first identify write, the hash-key override).
+"""
+
+import base64
+import binascii
+import gzip
+import json
+import logging
+import math
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import Request
+
+from experiments_service.deps import get_session
+from experiments_service.errors import AuthenticationFailed, ParseError, PayloadTooLarge, ValidationError
+from experiments_service.flags.cache import ProjectFlags, flag_cache
+from experiments_service.flags.evaluation import EvaluationContext, FlagResult
+from experiments_service.flags.repository import FlagRepository
+
+log = logging.getLogger(__name__)
+
+INVALID_PROJECT_KEY = AuthenticationFailed(
+    "Project API key invalid. You can find your project API key in PostHog project settings.",
+    code="invalid_api_key",
+)
+
+# User agents of server-side SDKs (served `server` flags); browsers and mobile SDKs are clients.
+_SERVER_AGENTS = ("posthog-python", "posthog-node", "posthog-go", "posthog-ruby", "posthog-php", "posthog-java",
+                  "posthog-dotnet", "posthog-elixir", "posthog-rs", "posthog-server")  # fmt: skip
+_CLIENT_AGENTS = ("mozilla", "posthog-js", "posthog-android", "posthog-ios", "posthog-react-native", "posthog-flutter")
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsRequest:
+    token: str | None
+    distinct_id: str
+    groups: dict[str, str]
+    person_properties: dict[str, Any]
+    group_properties: dict[str, dict[str, Any]]
+    anon_distinct_id: str | None
+    device_id: str | None
+    flag_keys: list[str] | None
+    evaluation_contexts: list[str] | None
+    runtime: str | None
+
+
+# --- reading the body ------------------------------------------------------------------------
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Gunzip with a ceiling, so a small compressed body cannot expand without bound."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        raise ParseError("Malformed request: the body is not valid gzip.") from None
+    if len(out) > limit:
+        raise PayloadTooLarge()
+    return out
+
+
+def _b64decode(data: bytes) -> bytes:
+    try:
+        return base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_" if b"-" in data or b"_" in data else None)
+    except (binascii.Error, ValueError):
+        raise ParseError("Malformed request: the body is not valid base64.") from None
+
+
+def _finite(value: Any) -> Any:
+    """NaN and Infinity arrive from some clients; they become null, as the server reads them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        # The standard parser accepts NaN/Infinity, which orjson rejects.
+        return _finite(json.loads(data))
+    except (ValueError, RecursionError):
+        raise ParseError("Malformed request: the body is not valid JSON.") from None
+
+
+def decode_body(raw: bytes, *, compression: str | None, content_encoding: str, content_type: str, limit: int) -> Any:
+    """Undo gzip/base64/form encoding as posthog-js and the server SDKs send them, then parse JSON."""
+    if len(raw) > limit:
+        raise PayloadTooLarge()
+    data = raw
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = parse_qs(raw.decode("latin-1"))
+        if "data" not in fields:
+            raise ParseError("Malformed request: the form has no `data` field.")
+        data = fields["data"][0].encode("latin-1")
+        if compression != "gzip-js" and not data.lstrip().startswith((b"{", b"[")):
+            compression = "base64"
+    if compression == "base64":
+        data = _b64decode(data.strip())
+    if compression in ("gzip", "gzip-js") or "gzip" in content_encoding or data[:2] == b"\x1f\x8b":
+        data = _inflate(data, limit)
+    if not data.strip():
+        raise ParseError("Malformed request: the body is empty.")
+    return _json(data)
+
+
+# --- reading the fields ----------------------------------------------------------------------
+
+def _first(body: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if body.get(name) is not None:
+            return body[name]
+    return None
+
+
+def _identifier(value: Any, attr: str, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise ValidationError(f"The {attr} field is missing from the request.", code="required", attr=attr)
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValidationError(f"{attr} must be a string or a number.", code="invalid", attr=attr)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _object(value: Any, attr: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{attr} must be an object.", code="invalid", attr=attr)
+    return value
+
+
+def _string_list(value: Any, attr: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError(f"{attr} must be a list of strings.", code="invalid", attr=attr)
+    return value
+
+
+def _runtime(body: dict[str, Any], user_agent: str) -> str | None:
+    declared = body.get("evaluation_runtime")
+    if declared is not None:
+        if declared not in ("server", "client", "all"):
+            raise ValidationError("evaluation_runtime must be one of server, client, all.", code="invalid_choice", attr="evaluation_runtime")
+        return None if declared == "all" else declared
+    agent = user_agent.lower()
+    if any(name in agent for name in _SERVER_AGENTS):
+        return "server"
+    if any(name in agent for name in _CLIENT_AGENTS):
+        return "client"
+    return None
+
+
+def parse_flags_request(body: Any, query_token: str | None, user_agent: str) -> FlagsRequest:
+    if not isinstance(body, dict):
+        raise ParseError("Malformed request: the body must be a JSON object.")
+    token = _first(body, "token", "api_key", "$token") or query_token
+    if token is not None and not isinstance(token, str):
+        raise INVALID_PROJECT_KEY
+    groups = {}
+    for name, key in _object(_first(body, "groups", "$groups"), "groups").items():
+        groups[name] = _identifier(key, "groups", required=True)
+    group_properties = _object(_first(body, "group_properties", "$group_properties"), "group_properties")
+    for name, properties in group_properties.items():
+        _object(properties, "group_properties")
+    return FlagsRequest(
+        token=token,
+        distinct_id=_identifier(_first(body, "distinct_id", "$distinct_id"), "distinct_id", required=True),
+        groups=groups,
+        person_properties=_object(_first(body, "person_properties", "$properties"), "person_properties"),
+        group_properties=group_properties,
+        anon_distinct_id=_identifier(_first(body, "anon_distinct_id", "$anon_distinct_id"), "anon_distinct_id", required=False),
+        device_id=_identifier(_first(body, "device_id", "$device_id"), "device_id", required=False),
+        flag_keys=_string_list(_first(body, "flag_keys_to_evaluate", "flag_keys"), "flag_keys_to_evaluate"),
+        evaluation_contexts=_string_list(
+            _first(body, "evaluation_contexts", "evaluation_environments"), "evaluation_contexts"
+        ),
+        runtime=_runtime(body, user_agent),
+    )
+
+
+# --- evaluating ------------------------------------------------------------------------------
+
+async def _context(request: Request, project: ProjectFlags, flags_request: FlagsRequest) -> EvaluationContext:
+    """Fill in stored person properties and continuity overrides, only when they matter."""
+    person_properties = flags_request.person_properties
+    hash_key_overrides: dict[str, str] = {}
+    needed = project.person_properties_needed(flags_request.flag_keys)
+    continuity = project.continuity_flags(flags_request.flag_keys)
+    if (needed and not needed <= person_properties.keys()) or continuity:
+        repo = FlagRepository(get_session(request), project.project_id)
+        if needed and not needed <= person_properties.keys():
+            stored = await repo.person_properties(flags_request.distinct_id)
+            if stored:
+                person_properties = {**stored, **person_properties}
+        if continuity:
+            hash_key_overrides = await repo.hash_key_overrides(flags_request.distinct_id)
+            anon = flags_request.anon_distinct_id
+            missing = [key for key in continuity if key not in hash_key_overrides]
+            if anon and missing and anon != flags_request.distinct_id:
+                await repo.add_hash_key_overrides(flags_request.distinct_id, anon, missing)
+                hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
+    return EvaluationContext(
+        distinct_id=flags_request.distinct_id,
+        person_properties=person_properties,
+        groups=flags_request.groups,
+        group_properties=flags_request.group_properties,
+        hash_key_overrides=hash_key_overrides,
+        anon_distinct_id=flags_request.anon_distinct_id,
+        device_id=flags_request.device_id,
+    )
+
+
+async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFlags, dict[str, FlagResult], bool]:
+    """Authenticate by project token and evaluate; returns the project, results and whether any failed."""
+    flags_request = parse_flags_request(body, request.query_params.get("token"), request.headers.get("user-agent", ""))
+    if not flags_request.token:
+        raise INVALID_PROJECT_KEY
+    cache = flag_cache(request.app)
+    project_id = await cache.project_id_for_token(flags_request.token)
+    if project_id is None:
+        raise INVALID_PROJECT_KEY
+    project = await cache.get(project_id)
+    ctx = await _context(request, project, flags_request)
+    try:
+        results = project.compiled.evaluate(
+            ctx, flags_request.flag_keys, flags_request.runtime, flags_request.evaluation_contexts
+        )
+    except Exception:  # one bad definition must not take the endpoint down for the project
+        log.exception("flag evaluation failed for project %s", project_id)
+        return project, {}, True
+    return project, results, False
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def _details(project: ProjectFlags, result: FlagResult) -> dict[str, Any]:
+    facts = project.facts.get(result.key)
+    return {
+        "key": result.key,
+        "enabled": result.enabled,
+        "variant": result.variant,
+        "reason": {
+            "code": result.reason_code,
+            "condition_index": result.condition_index,
+            "description": result.reason_description,
+        },
+        "metadata": {
+            "id": facts.id if facts else None,
+            "version": facts.version if facts else None,
+            "description": facts.description if facts else None,
+            "payload": result.payload if result.enabled else None,
+            "has_experiment": facts.has_experiment if facts else False,
+        },
+    }
+
+
+# Remote-config fields `/decide` has always carried (posthog-js reads them on start).
+_DECIDE_CONFIG = {
+    "config": {"enable_collect_everything": True},
+    "toolbarParams": {},
+    "isAuthenticated": False,
+    "supportedCompression": ["gzip", "gzip-js"],
+    "sessionRecording": False,
+    "siteApps": [],
+    "capturePerformance": False,
+    "autocapture_opt_out": False,
+    "surveys": False,
+    "heatmaps": False,
+}
+
+
+def render(
+    project: ProjectFlags, results: dict[str, FlagResult], errors: bool, *, endpoint: str, version: int, config: bool
+) -> bytes:
+    """The response body for `/flags?v=` or `/decide?v=` (PostHog's versioned shapes)."""
+    body: dict[str, Any]
+    if (endpoint == "flags" and version >= 2) or (endpoint == "decide" and version >= 4):
+        body = {"flags": {key: _details(project, result) for key, result in results.items()}}
+    elif endpoint == "decide" and version <= 1:
+        body = {"featureFlags": [key for key, result in results.items() if result.enabled]}
+    elif endpoint == "decide" and version == 2:
+        body = {"featureFlags": {key: result.value for key, result in results.items() if result.enabled}}
+    else:
+        body = {
+            "featureFlags": {key: result.value for key, result in results.items()},
+            "featureFlagPayloads": {
+                key: result.payload for key, result in results.items() if result.enabled and result.payload is not None
+            },
+        }
+    body["errorsWhileComputingFlags"] = errors
+    body["requestId"] = str(uuid.uuid4())
+    body["evaluatedAt"] = int(time.time() * 1000)
+    if endpoint == "decide" or config:
+        body.update(_DECIDE_CONFIG)
+    return orjson.dumps(body)
+
+
+def response_version(raw: str | None) -> int:
+    """`v` of the query string; missing or garbage means the oldest shape."""
+    try:
+        return int(raw) if raw else 1
+    except ValueError:
+        return 1
