@@ -74,13 +74,14 @@ def gunzip(data: bytes, max_bytes: int) -> bytes:
     if len(inflated) > max_bytes or inflater.unconsumed_tail:
         raise PayloadTooLarge("Request body is too large once decompressed.")
     if not inflater.eof:
-        raise ParseError("Malformed request data: truncated gzip body.", code="invalid_payload")
+        raise ParseError("Malformed request data: invalid gzip body (truncated).", code="invalid_payload")
     return inflated
 
 
 def _base64(data: bytes) -> bytes:
-    """PostHog clients send base64 with or without padding, standard or URL-safe."""
-    compact = re.sub(rb"\s+", b"", data)
+    """PostHog clients send base64 with or without padding, standard or URL-safe; a form body
+    that was not URL-encoded turns `+` into spaces, which are turned back."""
+    compact = re.sub(rb"\s+", b"", data.replace(b" ", b"+"))
     padded = compact + b"=" * (-len(compact) % 4)
     try:
         if b"-" in padded or b"_" in padded:

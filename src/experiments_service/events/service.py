@@ -81,8 +81,8 @@ class CaptureService:
         payload = decode_body(
             body, content_type=content_type, content_encoding=content_encoding, query=query, max_bytes=max_bytes
         )
-        project_id = await self._authenticate(request_token(payload, query))
         events = raw_events(payload)
+        project_id = await self._authenticate(request_token(payload, query))
         sent_at = request_sent_at(payload, query)
         now = utcnow()
         accepted: list[CapturedEvent] = []

@@ -1,0 +1,52 @@
+"""Factories and database probes for the capture tests."""
+
+import uuid as uuid_module
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from experiments_service.models import Event, EventDefinition, Person
+
+
+def event(name: str = "$pageview", distinct_id: str = "user-1", **fields: Any) -> dict[str, Any]:
+    """One raw capture event as an SDK would send it."""
+    return {"event": name, "distinct_id": distinct_id, "uuid": str(uuid_module.uuid4()), **fields}
+
+
+async def stored_events(app, project_id: int) -> list[Event]:
+    async with app.state.db.sessionmaker() as session:
+        rows = await session.execute(select(Event).where(Event.project_id == project_id).order_by(Event.id))
+        return list(rows.scalars())
+
+
+async def stored_person(app, project_id: int, distinct_id: str) -> Person | None:
+    async with app.state.db.sessionmaker() as session:
+        return (
+            await session.execute(
+                select(Person).where(Person.project_id == project_id, Person.distinct_id == distinct_id)
+            )
+        ).scalar_one_or_none()
+
+
+async def stored_definitions(app, project_id: int) -> dict[str, EventDefinition]:
+    async with app.state.db.sessionmaker() as session:
+        rows = await session.execute(select(EventDefinition).where(EventDefinition.project_id == project_id))
+        return {definition.name: definition for definition in rows.scalars()}
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+@pytest.fixture
+def capture(client, kit):
+    """POST a JSON body to a capture path with the kit's project key in the body."""
+
+    async def send(body: Any, path: str = "/batch/", **kwargs: Any):
+        if isinstance(body, dict) and "api_key" not in body and "token" not in body:
+            body = {"api_key": kit.project_api_key, **body}
+        return await client.post(path, json=body, **kwargs)
+
+    return send
