@@ -7,8 +7,8 @@ Create Date: 2026-11-26
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 import experiments_service.models.base  # noqa: F401
 
@@ -18,9 +18,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+OPEN_STATES = "state IN ('pending', 'approved')"
+
+
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("change_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_change_requests_open_action",
+            ["project_id", "action_key", "resource_type", "resource_id"],
+            unique=True,
+            postgresql_where=sa.text(OPEN_STATES),
+            sqlite_where=sa.text(OPEN_STATES),
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("change_requests", schema=None) as batch_op:
+        batch_op.drop_index("uq_change_requests_open_action")

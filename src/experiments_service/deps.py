@@ -27,7 +27,8 @@ class TransactionalRoute(APIRoute):
     """Commit the request's session once the handler has returned; roll back on any error.
 
     Services and repositories never commit, so one request (e.g. a lifecycle action and its
-    flag change) is one transaction by construction.
+    flag change) is one transaction by construction. An error with an `after_rollback` write
+    (see `approvals/errors.py`) gets that write committed after the rollback.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -36,11 +37,19 @@ class TransactionalRoute(APIRoute):
         async def run_in_transaction(request: Request) -> Response:
             try:
                 response = await handler(request)
-            except BaseException:
+            except BaseException as exc:
                 session = request.scope.get("state", {}).pop(_SESSION_KEY, None)
                 if session is not None:
-                    await session.rollback()
-                    await session.close()
+                    try:
+                        await session.rollback()
+                        # An error may carry a write that must outlive the rollback (a 409's
+                        # stored change request): run it alone on the clean session and commit.
+                        deferred = getattr(exc, "after_rollback", None)
+                        if deferred is not None:
+                            await deferred(session)
+                            await session.commit()
+                    finally:
+                        await session.close()
                 raise
             session = request.scope.get("state", {}).pop(_SESSION_KEY, None)
             if session is not None:

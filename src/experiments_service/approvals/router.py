@@ -1,7 +1,187 @@
 """HTTP routes of the approvals domain (thin: parse, call the service, render)."""
 
-from fastapi import APIRouter
+from typing import Annotated
+from uuid import UUID
 
-from experiments_service.deps import TransactionalRoute
+from fastapi import APIRouter, Depends, Query, Response
+
+from experiments_service.approvals.repository import ApprovalRepository
+from experiments_service.approvals.schemas import (
+    ActivityLogEntry,
+    ApprovalPolicyCreate,
+    ApprovalPolicyOut,
+    ApprovalPolicyUpdate,
+    ChangeRequestOut,
+    DecisionIn,
+    DecisionOut,
+)
+from experiments_service.approvals.service import ChangeRequestService, PolicyService, expire_due, load_users
+from experiments_service.auth.dependencies import ProjectContext, require_scope
+from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.errors import NotFound
+from experiments_service.pagination import Page, PageDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["approvals"])
+
+ApprovalRead = Annotated[ProjectContext, Depends(require_scope("approval:read"))]
+ApprovalWrite = Annotated[ProjectContext, Depends(require_scope("approval:write"))]
+ActivityLogRead = Annotated[ProjectContext, Depends(require_scope("activity_log:read"))]
+
+POLICIES = "/api/projects/{project_id}/approval_policies/"
+POLICY = POLICIES + "{policy_id}/"
+CHANGE_REQUESTS = "/api/projects/{project_id}/change_requests/"
+CHANGE_REQUEST = CHANGE_REQUESTS + "{change_request_id}/"
+
+
+def _uuid(value: str) -> UUID:
+    """Path ids that are not UUIDs name nothing: 404, as PostHog answers."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound() from None
+
+
+async def _policy_out(session, policy) -> ApprovalPolicyOut:
+    return ApprovalPolicyOut.of(policy, await load_users(session, [policy.created_by_id]))
+
+
+# --- approval policies --------------------------------------------------------------------------
+
+
+@router.get(POLICIES, response_model=Page[ApprovalPolicyOut])
+async def list_approval_policies(
+    context: ApprovalRead,
+    session: SessionDep,
+    page: PageDep,
+    action_key: str | None = None,
+    enabled: bool | None = None,
+):
+    """List the project's approval policies."""
+    policies, total = await ApprovalRepository(session, context.project_id).list_policies(
+        page, action_key=action_key, enabled=enabled
+    )
+    users = await load_users(session, [policy.created_by_id for policy in policies])
+    results = [ApprovalPolicyOut.of(policy, users) for policy in policies]
+    return page.envelope(results, total)
+
+
+@router.post(POLICIES, response_model=ApprovalPolicyOut, status_code=201)
+async def create_approval_policy(body: ApprovalPolicyCreate, context: ApprovalWrite, session: SessionDep):
+    """Create the approval policy of one flag action (one policy per action)."""
+    policy = await PolicyService(session, context.project_id, context.user).create(body.model_dump())
+    return await _policy_out(session, policy)
+
+
+@router.get(POLICY, response_model=ApprovalPolicyOut)
+async def retrieve_approval_policy(policy_id: str, context: ApprovalRead, session: SessionDep):
+    """Retrieve one approval policy."""
+    policy = await PolicyService(session, context.project_id, context.user).get(_uuid(policy_id))
+    return await _policy_out(session, policy)
+
+
+@router.patch(POLICY, response_model=ApprovalPolicyOut)
+async def update_approval_policy(
+    policy_id: str, body: ApprovalPolicyUpdate, context: ApprovalWrite, session: SessionDep
+):
+    """Change an approval policy (only the fields sent)."""
+    service = PolicyService(session, context.project_id, context.user)
+    policy = await service.update(await service.get(_uuid(policy_id)), body.model_dump(exclude_unset=True))
+    return await _policy_out(session, policy)
+
+
+@router.delete(POLICY, status_code=204, response_class=Response)
+async def delete_approval_policy(policy_id: str, context: ApprovalWrite, session: SessionDep):
+    """Delete an approval policy (its change requests keep their policy snapshot)."""
+    service = PolicyService(session, context.project_id, context.user)
+    await service.delete(await service.get(_uuid(policy_id)))
+    return Response(status_code=204)
+
+
+# --- change requests ----------------------------------------------------------------------------
+
+
+@router.get(CHANGE_REQUESTS, response_model=Page[ChangeRequestOut])
+async def list_change_requests(
+    context: ApprovalRead,
+    session: SessionDep,
+    page: PageDep,
+    state: Annotated[str | None, Query(description="One state or several, comma-separated.")] = None,
+    action_key: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    requester: int | None = None,
+):
+    """List change requests, newest first (pending ones past their expiry show as expired)."""
+    await expire_due(session, context.project_id)
+    requests, total = await ApprovalRepository(session, context.project_id).list_change_requests(
+        page,
+        states=[part.strip() for part in state.split(",") if part.strip()] if state else None,
+        action_key=action_key,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        requester_id=requester,
+    )
+    results = await ChangeRequestService(session, context.project_id, context.user).render(requests)
+    return page.envelope(results, total)
+
+
+@router.get(CHANGE_REQUEST, response_model=ChangeRequestOut)
+async def retrieve_change_request(change_request_id: str, context: ApprovalRead, session: SessionDep):
+    """Retrieve one change request with its votes."""
+    service = ChangeRequestService(session, context.project_id, context.user)
+    [rendered] = await service.render([await service.get(_uuid(change_request_id))])
+    return rendered
+
+
+@router.post(CHANGE_REQUEST + "approve/", response_model=DecisionOut)
+async def approve_change_request(
+    change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
+):
+    """Approve; reaching the quorum applies the stored change to the flag at once."""
+    service = ChangeRequestService(session, context.project_id, context.user)
+    decided, status, message, result = await service.approve(_uuid(change_request_id), (body or DecisionIn()).text)
+    [rendered] = await service.render([decided])
+    return DecisionOut(status=status, message=message, change_request=rendered, result=result)
+
+
+@router.post(CHANGE_REQUEST + "reject/", response_model=DecisionOut)
+async def reject_change_request(
+    change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
+):
+    """Reject with a reason (`reason` or `comment`); the change is never applied."""
+    service = ChangeRequestService(session, context.project_id, context.user)
+    decided = await service.reject(_uuid(change_request_id), (body or DecisionIn()).text)
+    [rendered] = await service.render([decided])
+    return DecisionOut(status="rejected", message="Change request rejected.", change_request=rendered)
+
+
+@router.post(CHANGE_REQUEST + "cancel/", response_model=DecisionOut)
+async def cancel_change_request(
+    change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
+):
+    """The requester withdraws a pending change request (it ends `rejected`, noted as cancelled)."""
+    service = ChangeRequestService(session, context.project_id, context.user)
+    decided = await service.cancel(_uuid(change_request_id), (body or DecisionIn()).text)
+    [rendered] = await service.render([decided])
+    return DecisionOut(status="rejected", message="Change request canceled.", change_request=rendered)
+
+
+# --- activity log -------------------------------------------------------------------------------
+
+
+@router.get("/api/projects/{project_id}/activity_log/", response_model=Page[ActivityLogEntry])
+async def list_activity_log(
+    context: ActivityLogRead,
+    session: SessionDep,
+    page: PageDep,
+    scope: str | None = None,
+    item_id: str | None = None,
+    user: int | None = None,
+):
+    """The project's activity log, newest first."""
+    entries, total = await ApprovalRepository(session, context.project_id).list_activity(
+        page, scope=scope, item_id=item_id, user_id=user
+    )
+    users = await load_users(session, [entry.user_id for entry in entries])
+    results = [ActivityLogEntry.of(entry, users) for entry in entries]
+    return page.envelope(results, total)

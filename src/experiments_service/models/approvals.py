@@ -4,7 +4,7 @@ from uuid import UUID, uuid4
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, utcnow
@@ -30,7 +30,20 @@ class ApprovalPolicy(Base):
 
 class ChangeRequest(Base):
     __tablename__ = "change_requests"
-    __table_args__ = (Index("ix_change_requests_resource", "project_id", "resource_type", "resource_id", "state"),)
+    __table_args__ = (
+        Index("ix_change_requests_resource", "project_id", "resource_type", "resource_id", "state"),
+        # At most one open (pending or approved) request per action and resource, even under races.
+        Index(
+            "uq_change_requests_open_action",
+            "project_id",
+            "action_key",
+            "resource_type",
+            "resource_id",
+            unique=True,
+            postgresql_where=text("state IN ('pending', 'approved')"),
+            sqlite_where=text("state IN ('pending', 'approved')"),
+        ),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
