@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite, authenticate
+from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite, authenticate, bearer_token
 from experiments_service.auth.keys import scope_allows
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.deps import SessionDep, TransactionalRoute
-from experiments_service.errors import CustomBodyError, PermissionDenied, ValidationError
+from experiments_service.errors import CustomBodyError, NotAuthenticated, PermissionDenied, ValidationError
 from experiments_service.flags import sdk
 from experiments_service.flags.api_schemas import (
     FeatureFlagCreate,
@@ -135,18 +135,21 @@ async def decide(request: Request) -> Response:
 
 
 async def _definitions(request: Request, session: SessionDep, token: str | None) -> Response:
+    if bearer_token(request) is None:
+        raise NotAuthenticated()
+    if not token:
+        raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
+    # Cache first: on SQLite a load needs the one connection the request session would hold.
+    cache = flag_cache(request.app)
+    project_id = await cache.project_id_for_token(token)
+    project = await cache.get(project_id) if project_id is not None else None
     key, user = await authenticate(request, session)
     if not scope_allows(list(key.scopes or []), "feature_flag:read"):
         raise PermissionDenied("API key missing required scope 'feature_flag:read'")
-    if not token:
-        raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
-    cache = flag_cache(request.app)
-    project_id = await cache.project_id_for_token(token)
-    if project_id is None:
+    if project is None:
         raise sdk.INVALID_PROJECT_KEY
-    if not await AuthRepository(session).is_member(project_id, user.id):
+    if not await AuthRepository(session).is_member(project.project_id, user.id):
         raise PermissionDenied("You don't have access to the project.")
-    project = await cache.get(project_id)
     headers = {"ETag": project.etag}
     if request.headers.get("if-none-match") == project.etag:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
