@@ -1,7 +1,192 @@
 """HTTP routes of the experiments domain (thin: parse, call the service, render)."""
 
-from fastapi import APIRouter
+import dataclasses
+import json
+from typing import Any
 
-from experiments_service.deps import TransactionalRoute
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite, ProjectContext
+from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.errors import CustomBodyError, ParseError, validation_error_from_pydantic
+from experiments_service.experiments.schemas import (
+    EndRequest,
+    ExperimentCreate,
+    ExperimentList,
+    ExperimentOut,
+    ExperimentUpdate,
+    ShipVariantRequest,
+)
+from experiments_service.experiments.service import ExperimentService, parse_list_query
+from experiments_service.pagination import PageDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["experiments"])
+
+BASE = "/api/projects/{project_id}/experiments/"
+DETAIL = BASE + "{experiment_id}/"
+MAX_PAGE_SIZE = 100
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid input or a refused action: `{type, code, detail, attr}`"},
+    401: {"description": "Missing or invalid credentials"},
+    403: {"description": "The key lacks the scope or the project"},
+    404: {"description": "No such experiment in this project"},
+}
+ACTION_ERRORS = {**ERRORS, 409: {"description": "An approval policy holds the flag change (change request created)"}}
+
+
+def _service(session: SessionDep, context: ProjectContext) -> ExperimentService:
+    return ExperimentService(session, context.project_id, context.user)
+
+
+async def action_body(request: Request) -> dict[str, Any]:
+    """An action's JSON body; empty or non-object bodies count as `{}` (as the reference ignores them)."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError as error:
+        raise ParseError(f"JSON parse error - {error}") from None
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as error:
+        raise validation_error_from_pydantic(list(error.errors())) from None
+
+
+@router.get(BASE, response_model=ExperimentList, responses=ERRORS)
+async def list_experiments(
+    request: Request, page: PageDep, session: SessionDep, context: ExperimentRead
+) -> dict[str, Any]:
+    """List the project's experiments (not deleted; archived only with `archived=true`), newest first."""
+    page = dataclasses.replace(page, limit=min(page.limit, MAX_PAGE_SIZE))
+    query = parse_list_query(dict(request.query_params), limit=page.limit, offset=page.offset)
+    count, results = await _service(session, context).page(query)
+    return page.envelope(results, count)
+
+
+@router.post(BASE, status_code=201, response_model=ExperimentOut, responses=ERRORS)
+async def create_experiment(data: ExperimentCreate, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Create an experiment with a new feature flag, or linked to an existing one by key."""
+    service = _service(session, context)
+    return await service.render(await service.create(data))
+
+
+@router.get(DETAIL, response_model=ExperimentOut, responses=ERRORS)
+async def retrieve_experiment(experiment_id: int, session: SessionDep, context: ExperimentRead) -> ExperimentOut:
+    """One experiment."""
+    service = _service(session, context)
+    return await service.render(await service.get(experiment_id))
+
+
+async def _update(experiment_id: int, data: ExperimentUpdate, session: SessionDep, context: ProjectContext):
+    service = _service(session, context)
+    restoring = "deleted" in data.model_fields_set and data.deleted is False
+    experiment, flag = await service.get_for_write(experiment_id, include_deleted=restoring)
+    return await service.render(await service.update(experiment, flag, data))
+
+
+@router.patch(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def update_experiment(
+    experiment_id: int, data: ExperimentUpdate, session: SessionDep, context: ExperimentWrite
+) -> ExperimentOut:
+    """Change an experiment; `start_date` launches a draft, `end_date` ends it, `deleted: false` restores it."""
+    return await _update(experiment_id, data, session, context)
+
+
+@router.put(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def replace_experiment(
+    experiment_id: int, data: ExperimentUpdate, session: SessionDep, context: ExperimentWrite
+) -> ExperimentOut:
+    """Same as PATCH: only the keys sent change."""
+    return await _update(experiment_id, data, session, context)
+
+
+@router.delete(DETAIL, status_code=405, responses={405: {"description": "Experiments are never hard-deleted"}})
+async def destroy_experiment(experiment_id: int, context: ExperimentWrite) -> None:
+    """Refused: soft-delete with `PATCH {"deleted": true}` instead."""
+    raise CustomBodyError(405, None)
+
+
+@router.post(DETAIL + "launch/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def launch(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Start a draft now and turn its feature flag on."""
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.launch(experiment, flag))
+
+
+@router.post(DETAIL + "pause/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def pause(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Stop serving variants (flag off) without ending the experiment."""
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.pause(experiment, flag))
+
+
+@router.post(DETAIL + "resume/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def resume(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Serve variants again (flag on)."""
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.resume(experiment, flag))
+
+
+@router.post(DETAIL + "end/", response_model=ExperimentOut, responses=ERRORS)
+async def end(
+    experiment_id: int,
+    session: SessionDep,
+    context: ExperimentWrite,
+    body: dict[str, Any] = Depends(action_body),
+) -> ExperimentOut:
+    """End a running or paused experiment; body `{conclusion, conclusion_comment}` (both optional)."""
+    request = _parse(EndRequest, body)
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.end(experiment, flag, request))
+
+
+@router.post(DETAIL + "ship_variant/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+async def ship_variant(
+    experiment_id: int,
+    session: SessionDep,
+    context: ExperimentWrite,
+    body: dict[str, Any] = Depends(action_body),
+) -> ExperimentOut:
+    """Serve one variant to everyone (`release_to_everyone`, default true) and end the experiment.
+
+    Body: `{variant_key, release_to_everyone?, conclusion?, conclusion_comment?}`.
+    """
+    request = _parse(ShipVariantRequest, body)
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.ship_variant(experiment, flag, request))
+
+
+@router.post(DETAIL + "reset/", response_model=ExperimentOut, responses=ERRORS)
+async def reset(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Back to draft: dates, archive flag and conclusion cleared; the feature flag is left alone."""
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await service.reset(experiment, flag))
+
+
+@router.post(DETAIL + "archive/", response_model=ExperimentOut, responses=ERRORS)
+async def archive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Hide an ended experiment from the default list."""
+    service = _service(session, context)
+    experiment, _ = await service.get_for_write(experiment_id)
+    return await service.render(await service.archive(experiment))
+
+
+@router.post(DETAIL + "unarchive/", response_model=ExperimentOut, responses=ERRORS)
+async def unarchive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
+    """Show an archived experiment in the default list again."""
+    service = _service(session, context)
+    experiment, _ = await service.get_for_write(experiment_id)
+    return await service.render(await service.unarchive(experiment))

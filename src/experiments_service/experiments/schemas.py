@@ -1,10 +1,10 @@
 """Request and response shapes of the Experiments API (PostHog's field names and order)."""
 
 import copy
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.flags.schemas import MinimalFeatureFlag
@@ -20,6 +20,14 @@ from experiments_service.models import (
 Conclusion = Literal["won", "lost", "inconclusive", "stopped_early", "invalid"]
 ExperimentType = Literal["web", "product"]
 Status = Literal["draft", "running", "paused", "stopped"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive input such as `2021-12-01T10:23` means UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class HoldoutOut(BaseModel):
@@ -185,8 +193,8 @@ class _ExperimentWrite(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     description: str | None = Field(default=None, max_length=3000)
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: UTCDatetime | None = None
+    end_date: UTCDatetime | None = None
     feature_flag_key: str | None = None
     holdout_id: int | None = None
     parameters: Any = None
