@@ -305,3 +305,21 @@ class TestScopes:
         response = await client.get(f"{kit.base}/feature_flags/", headers=other.headers)
         assert response.status_code in (403, 404)
         assert "results" not in response.json()
+
+
+class TestExperimentFlag:
+    async def test_switching_the_flag_pauses_and_resumes_its_experiment(self, client, kit):
+        created = await client.post(
+            f"{kit.base}/experiments/", json={"name": "Flag sync", "feature_flag_key": "synced-flag"}, headers=kit.headers
+        )
+        assert created.status_code == 201, created.text
+        experiment_url = f"{kit.base}/experiments/{created.json()['id']}/"
+        assert (await client.post(f"{experiment_url}launch/", headers=kit.headers)).status_code == 200
+        flag_id = created.json()["feature_flag"]["id"]
+        flag_url = f"{kit.base}/feature_flags/{flag_id}/"
+
+        off = await client.patch(flag_url, json={"active": False}, headers=kit.headers)
+        assert off.status_code == 200 and off.json()["experiment_set"] == [created.json()["id"]]
+        assert (await client.get(experiment_url, headers=kit.headers)).json()["status"] == "paused"
+        assert (await client.patch(flag_url, json={"active": True}, headers=kit.headers)).status_code == 200
+        assert (await client.get(experiment_url, headers=kit.headers)).json()["status"] == "running"
