@@ -75,7 +75,7 @@ async def activities(app, project_id: int, item_id: int) -> list[ActivityLog]:
             select(ActivityLog)
             .where(ActivityLog.project_id == project_id, ActivityLog.scope == "Experiment",
                    ActivityLog.item_id == str(item_id))
-            .order_by(ActivityLog.id)
+            .order_by(ActivityLog.created_at)
         )
         return list((await session.execute(query)).scalars())
 
