@@ -3,6 +3,7 @@ project API key."""
 
 import base64
 import gzip
+import json
 import uuid
 from urllib.parse import urlencode
 
@@ -151,6 +152,13 @@ class TestEncodings:
         )
         assert response.status_code == 200
         assert [row.event for row in await stored_events(app, kit.project_id)] == ["a", "b"]
+
+    async def test_python_style_nan_and_infinity_become_null(self, client, kit, app):
+        sent = {"api_key": kit.project_api_key, "batch": [event("a", properties={"ratio": float("nan"), "cap": float("inf")})]}
+        response = await client.post("/batch/", content=json.dumps(sent), headers={"Content-Type": "application/json"})
+        assert response.status_code == 200
+        [row] = await stored_events(app, kit.project_id)
+        assert row.properties == {"ratio": None, "cap": None}
 
     async def test_lz64_is_refused_clearly(self, client, kit, app):
         response = await client.post("/e/?compression=lz64", content=b"N4IgLgpgJg")

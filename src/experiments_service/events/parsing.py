@@ -14,6 +14,7 @@ than 23 hours in the future once clock skew is corrected, has a non-integer `off
 
 import base64
 import binascii
+import json
 import re
 import zlib
 from collections.abc import Mapping
@@ -119,7 +120,12 @@ def decode_body(
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise ParseError(f"Malformed request data: {error}", code="invalid_payload") from None
+        strict_error = error
+    try:
+        # posthog-python serialises float NaN/Infinity as bare `NaN`/`Infinity`: store them as null.
+        return json.loads(raw, parse_constant=lambda _: None)
+    except (ValueError, RecursionError):
+        raise ParseError(f"Malformed request data: {strict_error}", code="invalid_payload") from None
 
 
 def raw_events(payload: Any) -> list[Any]:

@@ -22,9 +22,10 @@ class EventsRepository:
         self.project_id = project_id
 
     def _insert(self, model):
-        """`INSERT ... ON CONFLICT` in the dialect of the session's database."""
+        """A Core `INSERT ... ON CONFLICT` on the model's table, in the session's dialect (the
+        table, not the ORM entity: plain executemany without per-row ORM bookkeeping)."""
         dialect = self.session.get_bind().dialect.name
-        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
+        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
 
     async def insert_events(self, rows: list[dict[str, Any]]) -> set[UUID]:
         """Insert all rows in one statement; a (project, uuid) already stored is skipped.
@@ -35,8 +36,8 @@ class EventsRepository:
             return set()
         statement = (
             self._insert(Event)
-            .on_conflict_do_nothing(index_elements=[Event.project_id, Event.uuid])
-            .returning(Event.uuid)
+            .on_conflict_do_nothing(index_elements=["project_id", "uuid"])
+            .returning(Event.__table__.c.uuid)
         )
         result = await self.session.execute(statement, rows)
         return set(result.scalars())
@@ -50,7 +51,7 @@ class EventsRepository:
         if not rows:
             return
         statement = self._insert(EventDefinition)
-        keys = [EventDefinition.project_id, EventDefinition.name]
+        keys = ["project_id", "name"]
         if refresh:
             statement = statement.on_conflict_do_update(
                 index_elements=keys, set_={"last_seen_at": statement.excluded.last_seen_at}
@@ -75,8 +76,8 @@ class EventsRepository:
             return set()
         statement = (
             self._insert(Person)
-            .on_conflict_do_nothing(index_elements=[Person.project_id, Person.distinct_id])
-            .returning(Person.distinct_id)
+            .on_conflict_do_nothing(index_elements=["project_id", "distinct_id"])
+            .returning(Person.__table__.c.distinct_id)
         )
         return set((await self.session.execute(statement, rows)).scalars())
 

@@ -6,6 +6,7 @@ from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.errors import PayloadTooLarge
 from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
 from experiments_service.events.service import CaptureService, RecentEventNames
+from experiments_service.flags.cache import flag_cache
 
 router = APIRouter(route_class=TransactionalRoute, tags=["events"])
 
@@ -58,7 +59,8 @@ def recent_event_names(request: Request) -> RecentEventNames:
 async def capture(request: Request, session: SessionDep) -> CaptureResponse:
     """Capture events (PostHog's capture API): invalid events are dropped, valid ones stored."""
     max_bytes = request.app.state.settings.max_body_bytes
-    await CaptureService(session, recent_event_names(request)).capture(
+    project_for_token = flag_cache(request.app).project_id_for_token
+    await CaptureService(session, recent_event_names(request), project_for_token).capture(
         await read_body(request, max_bytes),
         content_type=request.headers.get("content-type", ""),
         content_encoding=request.headers.get("content-encoding", ""),

@@ -3,14 +3,13 @@ names in the request's transaction."""
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.auth.repository import AuthRepository
-from experiments_service.errors import CustomBodyError
+from experiments_service.errors import AuthenticationFailed, NotAuthenticated
 from experiments_service.events.parsing import (
     CapturedEvent,
     apply_person_change,
@@ -21,22 +20,14 @@ from experiments_service.events.parsing import (
     request_token,
 )
 from experiments_service.events.repository import EventsRepository
+from experiments_service.flags.sdk import INVALID_PROJECT_KEY
 from experiments_service.models import utcnow
 
 logger = logging.getLogger(__name__)
 
-MISSING_API_KEY_BODY = {
-    "type": "authentication_error",
-    "code": "missing_api_key",
-    "detail": "API key not provided. You can find your project API key in PostHog project settings.",
-    "attr": None,
-}
-INVALID_API_KEY_BODY = {
-    "type": "authentication_error",
-    "code": "invalid_api_key",
-    "detail": "Project API key invalid. You can find your project API key in PostHog project settings.",
-    "attr": None,
-}
+MISSING_API_KEY_DETAIL = "API key not provided. You can find your project API key in PostHog project settings."
+
+ProjectResolver = Callable[[str], Awaitable[int | None]]
 
 
 @dataclass
@@ -64,9 +55,10 @@ class RecentEventNames:
 
 
 class CaptureService:
-    def __init__(self, session: AsyncSession, recent_names: RecentEventNames):
+    def __init__(self, session: AsyncSession, recent_names: RecentEventNames, project_for_token: ProjectResolver):
         self.session = session
         self.recent_names = recent_names
+        self.project_for_token = project_for_token
 
     async def capture(
         self,
@@ -97,12 +89,13 @@ class CaptureService:
         return await self.store(project_id, accepted, now)
 
     async def _authenticate(self, token: object) -> int:
+        # Fresh exceptions each time: a shared instance would grow its traceback on every raise.
         if not token:
-            raise CustomBodyError(401, MISSING_API_KEY_BODY)
-        project = await AuthRepository(self.session).project_by_token(token) if isinstance(token, str) else None
-        if project is None:
-            raise CustomBodyError(401, INVALID_API_KEY_BODY)
-        return project.id
+            raise NotAuthenticated(MISSING_API_KEY_DETAIL, code="missing_api_key")
+        project_id = await self.project_for_token(token) if isinstance(token, str) else None
+        if project_id is None:
+            raise AuthenticationFailed(INVALID_PROJECT_KEY.detail, code=INVALID_PROJECT_KEY.code)
+        return project_id
 
     async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:
         """One bulk statement per table, in a fixed table order (events, definitions, persons)."""

@@ -1,0 +1,219 @@
+"""Capture throughput: the real server (`experiments serve`) on a fresh PostgreSQL database,
+16 concurrent clients posting batches of 100 events to `/batch/`.
+
+Prints accepted events per second and checks that the stored count equals the accepted count.
+
+    .venv/bin/python bench/ingest.py [--events 200000] [--seconds 30] [--clients 16] [--workers 2]
+
+The PostgreSQL server comes from `--database-url` (default `$TEST_DATABASE_URL`, else
+`postgresql+asyncpg://postgres@127.0.0.1:5432/postgres`); a database is created for the run and
+dropped afterwards.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+from sqlalchemy.engine import make_url
+
+DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+VARIANTS = ("control", "test")
+
+
+def experiments_command() -> str:
+    beside_python = Path(sys.executable).with_name("experiments")
+    return str(beside_python) if beside_python.exists() else shutil.which("experiments") or "experiments"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def admin_connection(server_url: str) -> asyncpg.Connection:
+    url = make_url(server_url)
+    return await asyncpg.connect(
+        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
+        password=url.password, database=url.database or "postgres",
+    )
+
+
+def build_batches(project_api_key: str, batches: int, batch_size: int, seed: int = 7) -> list[bytes]:
+    """Realistic SDK batches, serialised before the clock starts: page views, exposures,
+    purchases, and a few person updates."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    bodies = []
+    for _ in range(batches):
+        events = []
+        for _ in range(batch_size):
+            distinct_id = f"user-{rng.randrange(50_000)}"
+            roll = rng.random()
+            properties: dict = {"$lib": "posthog-python", "$lib_version": "7.0.0", "$geoip_disable": True}
+            if roll < 0.4:
+                name = "$pageview"
+                properties |= {"$current_url": f"https://shop.example/p/{rng.randrange(500)}", "$referrer": "direct"}
+            elif roll < 0.7:
+                name = "$feature_flag_called"
+                properties |= {"$feature_flag": "new-checkout", "$feature_flag_response": rng.choice(VARIANTS)}
+            elif roll < 0.95:
+                name = "purchase"
+                properties |= {"revenue": round(rng.uniform(5, 200), 2), "$feature/new-checkout": rng.choice(VARIANTS)}
+            else:
+                name = "$set"
+                properties |= {"$set": {"plan": rng.choice(("free", "pro")), "country": "NO"}}
+            events.append(
+                {
+                    "event": name,
+                    "distinct_id": distinct_id,
+                    "uuid": str(uuid.uuid4()),
+                    "timestamp": (now - timedelta(seconds=rng.randrange(3600))).isoformat(),
+                    "properties": properties,
+                }
+            )
+        bodies.append(orjson.dumps({"api_key": project_api_key, "batch": events, "sent_at": now.isoformat()}))
+    return bodies
+
+
+async def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited with code {server.returncode}")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("server did not become healthy in time")
+
+
+async def send_all(base_url: str, bodies: list[bytes], clients: int, seconds: float, batch_size: int) -> dict:
+    """Post the prepared bodies from `clients` concurrent connections until done or out of time."""
+    next_index = 0
+    accepted_events = 0
+    failures = 0
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/json"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal next_index, accepted_events, failures
+        while next_index < len(bodies) and time.monotonic() < deadline:
+            body = bodies[next_index]
+            next_index += 1
+            started = time.perf_counter()
+            response = await client.post("/batch/", content=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code == 200:
+                accepted_events += batch_size
+            else:
+                failures += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        await client.get("/healthz")
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failed_requests": failures,
+        "accepted_events": accepted_events,
+        "elapsed_seconds": elapsed,
+        "latency_p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "latency_p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    server_url = args.database_url
+    database = f"bench_ingest_{uuid.uuid4().hex[:10]}"
+    admin = await admin_connection(server_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    database_url = make_url(server_url).set(database=database).render_as_string(hide_password=False)
+    env = {**os.environ, "DATABASE_URL": database_url, "RUN_WORKER": "false"}
+    port = free_port()
+    server = None
+    try:
+        bootstrap = subprocess.run(
+            [experiments_command(), "bootstrap", "--project-name", "ingest bench"],
+            env=env, check=True, capture_output=True, text=True,
+        )
+        project = orjson.loads(bootstrap.stdout.strip().splitlines()[-1])
+        server = subprocess.Popen(
+            [experiments_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.workers), "--log-level", "warning"],
+            env=env, start_new_session=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        await wait_until_healthy(base_url, server)
+        bodies = build_batches(project["project_api_key"], args.events // args.batch_size, args.batch_size)
+        result = await send_all(base_url, bodies, args.clients, args.seconds, args.batch_size)
+
+        check = await admin_connection(database_url)
+        try:
+            stored = await check.fetchval("SELECT count(*) FROM events")
+            persons = await check.fetchval("SELECT count(*) FROM persons")
+        finally:
+            await check.close()
+        rate = result["accepted_events"] / result["elapsed_seconds"]
+        print(
+            f"capture bench: {args.workers} workers, {args.clients} clients, batches of {args.batch_size}\n"
+            f"  requests            {result['requests']} ({result['failed_requests']} failed)\n"
+            f"  accepted events     {result['accepted_events']} in {result['elapsed_seconds']:.2f} s\n"
+            f"  throughput          {rate:,.0f} events/s\n"
+            f"  request latency     p50 {result['latency_p50_ms']:.1f} ms, p99 {result['latency_p99_ms']:.1f} ms\n"
+            f"  stored events       {stored} ({'matches' if stored == result['accepted_events'] else 'MISMATCH'})\n"
+            f"  persons             {persons}"
+        )
+        return 0 if stored == result["accepted_events"] and result["failed_requests"] == 0 else 1
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        admin = await admin_connection(server_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000, help="events to prepare and send at most")
+    parser.add_argument("--seconds", type=float, default=30.0, help="stop sending after this long")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL),
+        help="a PostgreSQL server URL; the bench creates and drops its own database there",
+    )
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
