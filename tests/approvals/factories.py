@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from experiments_service.models import ActivityLog, ChangeRequest, FeatureFlag
+from experiments_service.models import ActivityLog, ChangeRequest, Experiment, FeatureFlag
 
 MULTIVARIATE_FILTERS = {
     "groups": [{"properties": [], "rollout_percentage": 100}],
@@ -52,3 +52,20 @@ async def activity(app, project_id: int, scope: str) -> list[ActivityLog]:
     async with app.state.db.sessionmaker() as session:
         query = select(ActivityLog).where(ActivityLog.project_id == project_id, ActivityLog.scope == scope)
         return list((await session.execute(query.order_by(ActivityLog.created_at))).scalars())
+
+
+async def create_experiment(kit) -> dict[str, Any]:
+    """A draft experiment with a new control/test flag, through the experiments API."""
+    body = {"name": "Checkout button", "feature_flag_key": f"exp-{uuid.uuid4().hex[:10]}"}
+    response = await kit.client.post(f"{kit.base}/experiments/", json=body, headers=kit.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def experiment_action(kit, experiment_id: int, name: str, body: dict[str, Any] | None = None):
+    return await kit.client.post(f"{kit.base}/experiments/{experiment_id}/{name}/", json=body, headers=kit.headers)
+
+
+async def load_experiment(app, experiment_id: int) -> Experiment:
+    async with app.state.db.sessionmaker() as session:
+        return await session.get(Experiment, experiment_id)

@@ -1,5 +1,6 @@
 """The approval gate on direct flag changes (`PATCH /feature_flags/{id}/`) and the change-request loop."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
@@ -434,3 +435,19 @@ class TestChangeRequestReads:
         assert stored.state == "pending"
         assert (await load_flag(app, flag["id"])).active is False
         assert (await client.get(f"{kit.base}/change_requests/", headers=kit.headers)).json()["count"] == 0
+
+
+class TestConcurrentAttempts:
+    async def test_racing_gated_changes_store_one_request(self, kit, app):
+        _, approver = await member(kit)
+        await create_policy(kit, "feature_flag.enable", [approver])
+        flag = await create_flag(kit, active=False)
+
+        responses = await asyncio.gather(*(_patch(kit, flag["id"], {"active": True}) for _ in range(8)))
+
+        assert [r.status_code for r in responses] == [409] * 8, [r.text for r in responses]
+        codes = sorted(r.json()["code"] for r in responses)
+        assert codes == ["approval_required"] + ["change_request_pending"] * 7
+        [stored] = await change_requests(app, kit.project_id)
+        assert {r.json()["change_request_id"] for r in responses} == {str(stored.id)}
+        assert (await load_flag(app, flag["id"])).active is False
