@@ -19,7 +19,15 @@ class ApprovalPolicyCreate(BaseModel):
 
     action_key: ActionKey
     name: str = Field(default="", max_length=400)
-    conditions: Any = Field(default_factory=dict, description="See the condition rules in the API docs.")
+    conditions: Any = Field(
+        default_factory=dict,
+        description=(
+            "`{}` gates every change of the action. For `feature_flag.update` only: "
+            '`{"type": "any_change"}`; `{"type": "before_after", "operator": OP, "value": N}` (a changed '
+            'rollout percentage ends OP N); `{"type": "change_amount", "operator": OP, "value": N, '
+            '"absolute": false}` (after - before OP N at a changed path). OP: > >= < <= == !='
+        ),
+    )
     approver_config: Any = Field(description='{"quorum": N, "users": [user ids of project members]}')
     allow_self_approve: bool = False
     bypass_users: list[int] = Field(default_factory=list)
