@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -170,10 +170,40 @@ def validation_error_from_pydantic(errors: list[dict[str, Any]], *, skip_body_pr
     code, message = _drf_message(error)
     if code == "parse_error":
         return ParseError(message)
+    if where == "path":
+        # DRF resolves a malformed id in the URL as a missing object.
+        return NotFound()
     attr = "__".join(str(part) for part in loc) or None
     if where == "body" and error.get("type") == "missing" and not loc:
         return ParseError("JSON parse error - Expecting value: line 1 column 1 (char 0)")
-    return ValidationError(message, code=code, attr=attr)
+    if where == "body" and not loc and error.get("type") in ("dict_type", "model_type", "model_attributes_type"):
+        message = f"Invalid data. Expected a dictionary, but got {type(error.get('input')).__name__}."
+    # drf-exceptions-hog reports DRF's generic `invalid` code as `invalid_input`.
+    return ValidationError(message, code="invalid_input" if code == "invalid" else code, attr=attr)
+
+
+# PostgreSQL `integer` columns (and the SQLite driver) cannot hold larger values.
+MAX_STORED_INT = 2**31 - 1
+
+
+def _input_the_database_refused(request: Request, error: Exception) -> APIError | None:
+    """A 4xx for values the database cannot take (out-of-range ids, NUL characters); else None.
+
+    Checked after the fact so that every query path is covered; the transaction is rolled back.
+    """
+    text = str(getattr(error, "orig", error))
+    if isinstance(error, OverflowError) or "out of int" in text or "out of range" in text:
+        path_ids = [str(value) for value in request.path_params.values()]
+        if any(value.isdigit() and int(value) > MAX_STORED_INT for value in path_ids):
+            return NotFound()
+        return ValidationError(
+            f"Ensure this value is less than or equal to {MAX_STORED_INT}.", code="max_value"
+        )
+    if "0x00" in text or "\\u0000" in text:
+        return ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
+    if getattr(getattr(error, "orig", None), "sqlstate", None) in ("40001", "40P01"):
+        return Conflict()
+    return None
 
 
 def _render(exc: APIError) -> JSONResponse:
@@ -217,6 +247,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, __: IntegrityError) -> JSONResponse:
         return _render(Conflict("The request conflicts with the current state of the resource."))
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OverflowError)
+    async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse:
+        refused = _input_the_database_refused(request, exc)
+        if refused is None:
+            raise exc
+        return _render(refused)
 
     @app.exception_handler(Exception)
     async def _server_error(_: Request, __: Exception) -> JSONResponse:
