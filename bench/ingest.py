@@ -28,6 +28,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
+import uvloop
 from sqlalchemy.engine import make_url
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -51,6 +52,24 @@ async def admin_connection(server_url: str) -> asyncpg.Connection:
         host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
         password=url.password, database=url.database or "postgres",
     )
+
+
+def cpu_seconds(match) -> float:
+    """User+system CPU time of the processes `match(pid, cmdline)` selects, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not match(int(entry.name), cmdline):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def build_batches(project_api_key: str, batches: int, batch_size: int, seed: int = 7) -> list[bytes]:
@@ -105,34 +124,65 @@ async def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout: f
     raise RuntimeError("server did not become healthy in time")
 
 
-async def send_all(base_url: str, bodies: list[bytes], clients: int, seconds: float, batch_size: int) -> dict:
+class KeepAliveConnection:
+    """A minimal HTTP/1.1 keep-alive client: the load generator shares the machine with the
+    server, so it spends as little CPU per request as possible."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def send_all(host: str, port: int, bodies: list[bytes], clients: int, seconds: float, batch_size: int) -> dict:
     """Post the prepared bodies from `clients` concurrent connections until done or out of time."""
     next_index = 0
     accepted_events = 0
     failures = 0
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
-    headers = {"Content-Type": "application/json"}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker() -> None:
         nonlocal next_index, accepted_events, failures
-        while next_index < len(bodies) and time.monotonic() < deadline:
-            body = bodies[next_index]
-            next_index += 1
-            started = time.perf_counter()
-            response = await client.post("/batch/", content=body, headers=headers)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code == 200:
-                accepted_events += batch_size
-            else:
-                failures += 1
+        connection = KeepAliveConnection(host, port)
+        try:
+            while next_index < len(bodies) and time.monotonic() < deadline:
+                body = bodies[next_index]
+                next_index += 1
+                started = time.perf_counter()
+                status = await connection.post("/batch/", body)
+                latencies.append(time.perf_counter() - started)
+                if status == 200:
+                    accepted_events += batch_size
+                else:
+                    failures += 1
+        finally:
+            await connection.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        await client.get("/healthz")
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -140,7 +190,7 @@ async def send_all(base_url: str, bodies: list[bytes], clients: int, seconds: fl
         "accepted_events": accepted_events,
         "elapsed_seconds": elapsed,
         "latency_p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
-        "latency_p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
+        "latency_p99_ms": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000 if latencies else 0.0,
     }
 
 
@@ -168,7 +218,20 @@ async def run(args: argparse.Namespace) -> int:
         base_url = f"http://127.0.0.1:{port}"
         await wait_until_healthy(base_url, server)
         bodies = build_batches(project["project_api_key"], args.events // args.batch_size, args.batch_size)
-        result = await send_all(base_url, bodies, args.clients, args.seconds, args.batch_size)
+
+        def server_processes(pid: int, _: str) -> bool:
+            try:
+                return os.getpgid(pid) == server.pid
+            except ProcessLookupError:
+                return False
+
+        def database_backends(_: int, cmdline: str) -> bool:
+            return cmdline.startswith("postgres:") and f" {database} " in cmdline
+
+        server_cpu, database_cpu = cpu_seconds(server_processes), cpu_seconds(database_backends)
+        result = await send_all("127.0.0.1", port, bodies, args.clients, args.seconds, args.batch_size)
+        server_cpu = cpu_seconds(server_processes) - server_cpu
+        database_cpu = cpu_seconds(database_backends) - database_cpu
 
         check = await admin_connection(database_url)
         try:
@@ -177,6 +240,8 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             await check.close()
         rate = result["accepted_events"] / result["elapsed_seconds"]
+        per_thousand = 1000 / max(result["accepted_events"], 1)
+        load = os.getloadavg()[0]
         print(
             f"capture bench: {args.workers} workers, {args.clients} clients, batches of {args.batch_size}\n"
             f"  requests            {result['requests']} ({result['failed_requests']} failed)\n"
@@ -184,7 +249,10 @@ async def run(args: argparse.Namespace) -> int:
             f"  throughput          {rate:,.0f} events/s\n"
             f"  request latency     p50 {result['latency_p50_ms']:.1f} ms, p99 {result['latency_p99_ms']:.1f} ms\n"
             f"  stored events       {stored} ({'matches' if stored == result['accepted_events'] else 'MISMATCH'})\n"
-            f"  persons             {persons}"
+            f"  persons             {persons}\n"
+            f"  server CPU          {server_cpu:.2f} s ({server_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
+            f"  PostgreSQL CPU      {database_cpu:.2f} s ({database_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
+            f"  CPUs {os.cpu_count()}, load average {load:.1f} when done"
         )
         return 0 if stored == result["accepted_events"] and result["failed_requests"] == 0 else 1
     finally:
@@ -212,7 +280,7 @@ def main() -> int:
         default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL),
         help="a PostgreSQL server URL; the bench creates and drops its own database there",
     )
-    return asyncio.run(run(parser.parse_args()))
+    return uvloop.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -123,8 +123,10 @@ def decode_body(
         strict_error = error
     try:
         # posthog-python serialises float NaN/Infinity as bare `NaN`/`Infinity`: store them as null.
-        return json.loads(raw, parse_constant=lambda _: None)
-    except (ValueError, RecursionError):
+        payload = json.loads(raw, parse_constant=lambda _: None)
+        orjson.dumps(payload)  # the lenient parser lets lone surrogates through; they cannot be stored
+        return payload
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
         raise ParseError(f"Malformed request data: {strict_error}", code="invalid_payload") from None
 
 

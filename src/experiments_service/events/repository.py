@@ -5,12 +5,29 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.models import Event, EventDefinition, Person
+
+
+_INSERT_EVENTS_FROM_ARRAYS = text(
+    """
+    INSERT INTO events (project_id, uuid, event, distinct_id, "timestamp", properties, flag_key, flag_response, created_at)
+    SELECT :project_id, uuid, event, distinct_id, "timestamp", properties::json, flag_key, flag_response, :created_at
+    FROM unnest(
+        CAST(:uuids AS uuid[]), CAST(:names AS text[]), CAST(:distinct_ids AS text[]),
+        CAST(:timestamps AS timestamptz[]), CAST(:properties AS text[]), CAST(:flag_keys AS text[]),
+        CAST(:flag_responses AS text[])
+    ) WITH ORDINALITY AS batch (uuid, event, distinct_id, "timestamp", properties, flag_key, flag_response, position)
+    ORDER BY position
+    ON CONFLICT (project_id, uuid) DO NOTHING
+    RETURNING uuid
+    """
+)
 
 
 class EventsRepository:
@@ -34,12 +51,33 @@ class EventsRepository:
         """
         if not rows:
             return set()
+        if self.session.get_bind().dialect.name == "postgresql":
+            return await self._insert_events_postgresql(rows)
         statement = (
             self._insert(Event)
             .on_conflict_do_nothing(index_elements=["project_id", "uuid"])
             .returning(Event.__table__.c.uuid)
         )
         result = await self.session.execute(statement, rows)
+        return set(result.scalars())
+
+    async def _insert_events_postgresql(self, rows: list[dict[str, Any]]) -> set[UUID]:
+        """The capture hot path on PostgreSQL: one array per column through `unnest`, so the
+        driver encodes nine parameters instead of nine per event."""
+        result = await self.session.execute(
+            _INSERT_EVENTS_FROM_ARRAYS,
+            {
+                "project_id": self.project_id,
+                "created_at": rows[0]["created_at"],
+                "uuids": [row["uuid"] for row in rows],
+                "names": [row["event"] for row in rows],
+                "distinct_ids": [row["distinct_id"] for row in rows],
+                "timestamps": [row["timestamp"] for row in rows],
+                "properties": [orjson.dumps(row["properties"]).decode() for row in rows],
+                "flag_keys": [row["flag_key"] for row in rows],
+                "flag_responses": [row["flag_response"] for row in rows],
+            },
+        )
         return set(result.scalars())
 
     async def record_event_names(self, names: Iterable[str], seen_at: datetime, *, refresh: bool) -> None:
