@@ -102,36 +102,19 @@ _SDK_BODY = {
 _SDK_ERRORS = {400: {"description": "Malformed request"}, 401: {"description": "Invalid project API key"}, 413: {"description": "Body too large"}}
 
 
-async def _evaluate(request: Request, endpoint: str) -> Response:
-    body = sdk.decode_body(
-        await request.body(),
-        compression=request.query_params.get("compression"),
-        content_encoding=request.headers.get("content-encoding", ""),
-        content_type=request.headers.get("content-type", ""),
-        limit=request.app.state.settings.max_body_bytes,
-    )
-    project, results, errors = await sdk.evaluate_flags_request(request, body)
-    content = sdk.render(
-        project,
-        results,
-        errors,
-        endpoint=endpoint,
-        version=sdk.response_version(request.query_params.get("v")),
-        config=request.query_params.get("config") == "true",
-    )
-    return Response(content, media_type=_JSON)
-
-
 @router.post("/flags/", response_class=Response, openapi_extra=_SDK_BODY, responses={200: {"description": "Flag values (shape by `v`)"}, **_SDK_ERRORS})
 async def evaluate_flags(request: Request) -> Response:
-    """Evaluate the project's flags for one person (PostHog `/flags?v=1|2|3|4`), authenticated by the project API key."""
-    return await _evaluate(request, "flags")
+    """Evaluate the project's flags for one person (PostHog `/flags?v=1|2|3|4`), authenticated by the project API key.
+
+    Served by `sdk.SDKFastPath` ahead of routing; this route documents it and answers identically.
+    """
+    return await sdk.respond(request, "flags")
 
 
 @router.post("/decide/", response_class=Response, openapi_extra=_SDK_BODY, responses={200: {"description": "Flag values (shape by `v`)"}, **_SDK_ERRORS})
 async def decide(request: Request) -> Response:
     """The older `/decide?v=2|3|4` endpoint: the same evaluation in its response shapes."""
-    return await _evaluate(request, "decide")
+    return await sdk.respond(request, "decide")
 
 
 async def _definitions(request: Request, session: SessionDep, token: str | None) -> Response:

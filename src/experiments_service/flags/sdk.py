@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import Request
+from fastapi import Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from experiments_service.deps import get_session
-from experiments_service.errors import AuthenticationFailed, ParseError, PayloadTooLarge, ValidationError
+from experiments_service.db import Database
+from experiments_service.errors import APIError, AuthenticationFailed, ParseError, PayloadTooLarge, ValidationError
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
@@ -201,25 +202,27 @@ def parse_flags_request(body: Any, query_token: str | None, user_agent: str) -> 
 
 # --- evaluating ------------------------------------------------------------------------------
 
-async def _context(request: Request, project: ProjectFlags, flags_request: FlagsRequest) -> EvaluationContext:
+async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequest) -> EvaluationContext:
     """Fill in stored person properties and continuity overrides, only when they matter."""
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
     needed = project.person_properties_needed(flags_request.flag_keys)
+    missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
-    if (needed and not needed <= person_properties.keys()) or continuity:
-        repo = FlagRepository(get_session(request), project.project_id)
-        if needed and not needed <= person_properties.keys():
-            stored = await repo.person_properties(flags_request.distinct_id)
-            if stored:
-                person_properties = {**stored, **person_properties}
-        if continuity:
-            hash_key_overrides = await repo.hash_key_overrides(flags_request.distinct_id)
-            anon = flags_request.anon_distinct_id
-            missing = [key for key in continuity if key not in hash_key_overrides]
-            if anon and missing and anon != flags_request.distinct_id:
-                await repo.add_hash_key_overrides(flags_request.distinct_id, anon, missing)
-                hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
+    if missing_properties or continuity:
+        async with db.transaction() as session:
+            repo = FlagRepository(session, project.project_id)
+            if missing_properties:
+                stored = await repo.person_properties(flags_request.distinct_id)
+                if stored:
+                    person_properties = {**stored, **person_properties}
+            if continuity:
+                hash_key_overrides = await repo.hash_key_overrides(flags_request.distinct_id)
+                anon = flags_request.anon_distinct_id
+                missing = [key for key in continuity if key not in hash_key_overrides]
+                if anon and missing and anon != flags_request.distinct_id:
+                    await repo.add_hash_key_overrides(flags_request.distinct_id, anon, missing)
+                    hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
     return EvaluationContext(
         distinct_id=flags_request.distinct_id,
         person_properties=person_properties,
@@ -241,7 +244,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     if project_id is None:
         raise INVALID_PROJECT_KEY
     project = await cache.get(project_id)
-    ctx = await _context(request, project, flags_request)
+    ctx = await _context(request.app.state.db, project, flags_request)
     try:
         results = project.compiled.evaluate(
             ctx, flags_request.flag_keys, flags_request.runtime, flags_request.evaluation_contexts
@@ -322,3 +325,50 @@ def response_version(raw: str | None) -> int:
         return int(raw) if raw else 1
     except ValueError:
         return 1
+
+
+async def respond(request: Request, endpoint: str) -> Response:
+    """Answer one `/flags` or `/decide` request."""
+    body = decode_body(
+        await request.body(),
+        compression=request.query_params.get("compression"),
+        content_encoding=request.headers.get("content-encoding", ""),
+        content_type=request.headers.get("content-type", ""),
+        limit=request.app.state.settings.max_body_bytes,
+    )
+    project, results, errors = await evaluate_flags_request(request, body)
+    content = render(
+        project,
+        results,
+        errors,
+        endpoint=endpoint,
+        version=response_version(request.query_params.get("v")),
+        config=request.query_params.get("config") == "true",
+    )
+    return Response(content, media_type="application/json")
+
+
+_FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
+
+
+class SDKFastPath:
+    """Serve `POST /flags/` and `/decide/` before the framework's routing and dependency machinery.
+
+    Matching a path against every route and solving dependencies costs several times what
+    evaluating a project's flags does; SDKs call these endpoints far more often than anything
+    else. The documented routes in flags/router.py answer the same way when this is not installed.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = _FAST_PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await respond(Request(scope, receive), endpoint)
+        except APIError as error:
+            response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
+        await response(scope, receive, send)

@@ -1,0 +1,224 @@
+"""Flag evaluation over HTTP: the real server (`experiments serve`, uvicorn) on a fresh
+PostgreSQL database, a project with 10 flags (an experiment's flag, payloads, person-property
+conditions), and `POST /flags/?v=2` driven over 32 keep-alive connections on loopback.
+
+Prints throughput and p50/p99 latency for `--workers 1` and then `--workers 2`.
+
+    .venv/bin/python bench/flags_http.py [--seconds 10] [--connections 32] [--generators 1]
+
+The load generator is a raw asyncio HTTP/1.1 client (uvloop, requests serialised before the
+clock starts) in `--generators` processes, so it costs little CPU next to the server.
+The PostgreSQL server comes from `--database-url` (default `$TEST_DATABASE_URL`, else
+`postgresql+asyncpg://postgres@127.0.0.1:5432/postgres`); a database is created for the run and
+dropped afterwards.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments_service import migrate  # noqa: E402
+from experiments_service.auth.service import create_project, ensure_user, issue_personal_api_key  # noqa: E402
+from experiments_service.db import Database  # noqa: E402
+from experiments_service.settings import Settings  # noqa: E402
+from tests.conftest import _create_postgres_database, _drop_postgres_database  # noqa: E402
+from tests.flags.live_server import running_server  # noqa: E402
+
+DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def _person(key: str, value, operator: str = "exact") -> dict:
+    return {"key": key, "value": value, "operator": operator, "type": "person"}
+
+
+def _group(rollout=100, properties=(), variant=None) -> dict:
+    return {"properties": list(properties), "rollout_percentage": rollout, "variant": variant}
+
+
+FLAGS = [
+    {"key": "rollout-half", "filters": {"groups": [_group(50)], "payloads": {"true": {"banner": "new"}}}},
+    {"key": "everyone", "filters": {"groups": [_group(100)]}},
+    {
+        "key": "pricing-page",
+        "filters": {
+            "groups": [_group(90)],
+            "multivariate": {"variants": [
+                {"key": "control", "rollout_percentage": 34}, {"key": "monthly", "rollout_percentage": 33},
+                {"key": "yearly", "rollout_percentage": 33},
+            ]},
+            "payloads": {"control": {"price": 10}, "monthly": {"price": 9}, "yearly": {"price": 99}},
+        },
+    },
+    {"key": "staff-tools", "filters": {"groups": [_group(100, [_person("email", "@example.com", "icontains")])]}},
+    {"key": "paid-plans", "filters": {"groups": [_group(100, [_person("plan", ["pro", "enterprise"])])]}},
+    {"key": "outside-norway", "filters": {"groups": [_group(30, [_person("country", "NO", "is_not")])]}},
+    {"key": "new-app", "filters": {"groups": [_group(100, [_person("app_version", "2.0.0", "semver_gte")])]}},
+    {"key": "adults", "filters": {"groups": [_group(100, [_person("age", "18", "gt")]), _group(10)]}},
+    {
+        "key": "theme",
+        "filters": {
+            "groups": [_group(100, [_person("plan", "enterprise")], variant="dark"), _group(60)],
+            "multivariate": {"variants": [{"key": "light", "rollout_percentage": 50}, {"key": "dark", "rollout_percentage": 50}]},
+        },
+    },
+]
+
+
+async def prepare_project(database_url: str) -> dict:
+    db = Database(Settings(database_url=database_url))
+    try:
+        async with db.transaction() as session:
+            project = await create_project(session, "flags benchmark")
+            user = await ensure_user(session, "bench@example.com", project)
+            issued = await issue_personal_api_key(session, user, ["*"])
+        return {"project_id": project.id, "token": project.api_token, "headers": {"Authorization": f"Bearer {issued.secret}"}}
+    finally:
+        await db.dispose()
+
+
+def create_flags(base: str, project: dict) -> None:
+    """Nine flags through the flags API and one through an experiment (launched)."""
+    api = f"{base}/api/projects/{project['project_id']}"
+    with httpx.Client(headers=project["headers"], timeout=30) as http:
+        for flag in FLAGS:
+            http.post(f"{api}/feature_flags/", json=flag).raise_for_status()
+        experiment = http.post(f"{api}/experiments/", json={"name": "Checkout", "feature_flag_key": "checkout-experiment"})
+        experiment.raise_for_status()
+        http.post(f"{api}/experiments/{experiment.json()['id']}/launch/").raise_for_status()
+        listed = http.get(f"{api}/feature_flags/?limit=100").json()
+        assert listed["count"] == 10, listed["count"]
+
+
+def build_requests(port: int, token: str, count: int = 10_000, seed: int = 11) -> list[bytes]:
+    """Serialised `POST /flags/?v=2` requests for distinct persons; every property a condition
+    reads is supplied, as server SDKs do, so no stored person is looked up."""
+    rng = random.Random(seed)
+    requests = []
+    for n in range(count):
+        body = orjson.dumps({
+            "token": token,
+            "distinct_id": f"user-{n}",
+            "person_properties": {
+                "email": rng.choice(["a@example.com", "b@shop.test", "c@corp.test"]),
+                "plan": rng.choice(["free", "pro", "enterprise"]),
+                "country": rng.choice(["NO", "SE", "US"]),
+                "app_version": rng.choice(["1.9.3", "2.0.0", "2.4.1"]),
+                "age": rng.randrange(12, 70),
+            },
+            "groups": {},
+            "geoip_disable": True,
+        })
+        head = (
+            f"POST /flags/?v=2 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: posthog-python/7.0.0\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        requests.append(head + body)
+    return requests
+
+
+async def _connection(port: int, requests: list[bytes], start: int, deadline: float, latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = start
+    clock = time.perf_counter
+    while clock() < deadline:
+        request = requests[index % len(requests)]
+        index += 1
+        began = clock()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lower = head.lower()
+        at = lower.index(b"content-length:") + 15
+        length = int(lower[at:lower.index(b"\r\n", at)])
+        await reader.readexactly(length)
+        latencies.append(clock() - began)
+        if head[9:12] != b"200":
+            errors.append(int(head[9:12]))
+    writer.close()
+
+
+def generate_load(port: int, requests: list[bytes], connections: int, seconds: float, offset: int) -> tuple[list[float], list[int]]:
+    """One generator process: `connections` keep-alive connections until the deadline."""
+    import uvloop
+
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def main() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(
+            _connection(port, requests, offset + i * 997, deadline, latencies, errors) for i in range(connections)
+        ))
+
+    uvloop.run(main())
+    return latencies, errors
+
+
+def measure(port: int, requests: list[bytes], connections: int, generators: int, seconds: float) -> dict:
+    per_process = [connections // generators + (1 if i < connections % generators else 0) for i in range(generators)]
+    with ProcessPoolExecutor(generators) as pool:
+        started = time.perf_counter()
+        futures = [
+            pool.submit(generate_load, port, requests, n, seconds, i * 5003) for i, n in enumerate(per_process)
+        ]
+        results = [future.result() for future in futures]
+        elapsed = time.perf_counter() - started
+    latencies = np.array([value for lat, _ in results for value in lat]) * 1000
+    errors = sum(len(err) for _, err in results)
+    return {
+        "requests": int(latencies.size),
+        "errors": errors,
+        "rps": latencies.size / min(elapsed, seconds + 0.5),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--generators", type=int, default=1)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts to measure")
+    parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
+    args = parser.parse_args()
+
+    database_url = asyncio.run(_create_postgres_database(args.database_url))
+    try:
+        migrate.upgrade(database_url)
+        project = asyncio.run(prepare_project(database_url))
+        created = False
+        for workers in [int(w) for w in args.workers.split(",")]:
+            with running_server(database_url, workers=workers) as base:
+                if not created:
+                    create_flags(base, project)
+                    created = True
+                port = int(base.rsplit(":", 1)[1])
+                requests = build_requests(port, project["token"])
+                sample = httpx.post(f"{base}/flags/?v=2", content=requests[0].split(b"\r\n\r\n", 1)[1]).json()
+                assert len(sample["flags"]) == 10 and not sample["errorsWhileComputingFlags"], sample
+                measure(port, requests, args.connections, args.generators, 2)  # warm every worker's cache
+                result = measure(port, requests, args.connections, args.generators, args.seconds)
+                print(
+                    f"workers={workers} connections={args.connections} seconds={args.seconds:g}: "
+                    f"{result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+                    f"{result['requests']} requests, {result['errors']} errors",
+                    flush=True,
+                )
+    finally:
+        asyncio.run(_drop_postgres_database(database_url))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
