@@ -451,3 +451,27 @@ class TestConcurrentAttempts:
         [stored] = await change_requests(app, kit.project_id)
         assert {r.json()["change_request_id"] for r in responses} == {str(stored.id)}
         assert (await load_flag(app, flag["id"])).active is False
+
+
+class TestApplyFailure:
+    async def test_apply_that_cannot_be_written_fails_cleanly(self, kit, app):
+        approver_headers, approver = await member(kit)
+        await create_policy(kit, "feature_flag.enable", [approver])
+        flag = await create_flag(kit, active=False)
+        gated = (await _patch(kit, flag["id"], {"active": True, "key": "renamed-key"})).json()
+        assert gated["code"] == "approval_required"
+        taken = await kit.client.post(
+            f"{kit.base}/feature_flags/", json={"key": "renamed-key"}, headers=kit.headers
+        )
+        assert taken.status_code == 201
+
+        response = await _decide(kit, gated["change_request_id"], "approve", approver_headers)
+
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "failed"
+        error = response.json()["change_request"]["apply_error"]
+        assert error.startswith("Apply failed:")
+        [stored] = await change_requests(app, kit.project_id)
+        assert (stored.state, stored.apply_error) == ("failed", error)
+        unchanged = await load_flag(app, flag["id"])
+        assert (unchanged.active, unchanged.key) == (False, flag["key"])

@@ -27,10 +27,10 @@ class ApprovalRequired(CustomBodyError):
     been discarded; it may replace `body` (when a concurrent request stored one first).
     """
 
-    def __init__(self, body: dict[str, Any], after_rollback: DeferredWrite | None = None):
+    after_rollback: DeferredWrite | None = None
+
+    def __init__(self, body: dict[str, Any]):
         super().__init__(409, body)
-        if after_rollback is not None:
-            self.after_rollback = after_rollback
 
 
 class PolicyConflict(CustomBodyError):

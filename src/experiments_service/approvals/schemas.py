@@ -164,7 +164,8 @@ class ChangeRequestOut(BaseModel):
             result_data=request.result_data,
             approvals=[ApprovalOut.of(vote, users) for vote in votes],
             can_approve=(
-                viewer_id is not None
+                request.state == "pending"
+                and viewer_id is not None
                 and viewer_id in snapshot.get("users", [])
                 and (not is_requester or bool(snapshot.get("allow_self_approve")))
             ),

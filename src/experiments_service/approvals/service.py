@@ -301,7 +301,9 @@ class ChangeRequestService:
                     await FlagService(self.session, self.project_id, requester).apply_flag_change(
                         flag, intent.get("full_request_data") or {}
                     )
-            except (APIError, SQLAlchemyError, ValueError) as failure:
+            except SQLAlchemyError:
+                error = "Apply failed: the change conflicts with the project's current flags (e.g. a key now taken)."
+            except (APIError, ValueError) as failure:
                 error = f"Apply failed: {failure}"
         now = utcnow()
         request.updated_at = now
