@@ -253,3 +253,18 @@ class TestStoredState:
         assert after["enabled"] is False and after["metadata"]["version"] == 2
         await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"active": False}, headers=kit.headers)
         assert "switch" not in (await _flags(client, request)).json()["flags"]
+
+
+async def test_chunked_body_over_the_limit_is_413(app, client, kit):
+    limit = app.state.settings.max_body_bytes
+    chunk = b" " * (1024 * 1024)
+
+    async def chunks():
+        yield b'{"token": "%s", "distinct_id": "x", "pad": "' % kit.project_api_key.encode()
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+        yield b'"}'
+
+    response = await client.post("/flags/?v=2", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
