@@ -128,15 +128,19 @@ class FlagCache:
         self._entries: dict[int, ProjectFlags] = {}
         self._loads: dict[int, asyncio.Task[ProjectFlags]] = {}
         self._checking: set[int] = set()
+        # Bumped by every eviction: a load that raced an eviction must not be kept.
+        self._evictions: dict[int, int] = {}
         # token -> (project id or None when unknown, monotonic time of the lookup)
         self._tokens: dict[str, tuple[int | None, float]] = {}
         _live_caches.add(self)
 
     def evict(self, project_id: int) -> None:
+        self._evictions[project_id] = self._evictions.get(project_id, 0) + 1
         self._entries.pop(project_id, None)
 
     def evict_all(self) -> None:
-        self._entries.clear()
+        for project_id in list(self._evictions.keys() | self._entries.keys()):
+            self.evict(project_id)
 
     async def project_id_for_token(self, token: str) -> int | None:
         """Known tokens are cached for good; unknown ones for one TTL (a new project appears soon)."""
@@ -181,6 +185,7 @@ class FlagCache:
         return await asyncio.shield(task)
 
     async def _load(self, project_id: int) -> ProjectFlags:
+        evictions = self._evictions.get(project_id, 0)
         async with self.db.sessionmaker() as session:
             repo = FlagRepository(session, project_id)
             # Stamp first: a change committed in between makes the entry look older, never newer.
@@ -195,7 +200,8 @@ class FlagCache:
             mapping,
             {flag_id for flag_id, ids in experiments.items() if ids},
         )
-        self._entries[project_id] = entry
+        if self._evictions.get(project_id, 0) == evictions:
+            self._entries[project_id] = entry
         return entry
 
 
