@@ -224,19 +224,27 @@ def event_time(raw: dict[str, Any], properties: dict[str, Any], now: datetime, s
 # --- one event ------------------------------------------------------------------------------
 
 def _distinct_id(raw: dict[str, Any], properties: dict[str, Any]) -> str | None:
-    for value in (raw.get("$distinct_id"), properties.get("distinct_id"), raw.get("distinct_id")):
-        if value is None or isinstance(value, bool | dict | list):
-            continue
-        text = str(value).replace("\x00", "")[:MAX_DISTINCT_ID_LENGTH]
-        if text:
-            return text
-    return None
+    """PostHog's precedence: `$distinct_id`, then `properties.distinct_id`, then `distinct_id`."""
+    value = raw.get("$distinct_id")
+    if value is None:
+        value = properties.get("distinct_id")
+    if value is None:
+        value = raw.get("distinct_id")
+    if type(value) is not str:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        value = str(value)
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:MAX_DISTINCT_ID_LENGTH] or None
 
 
 def _merged_person_change(raw: dict[str, Any], properties: dict[str, Any], key: str) -> dict[str, Any] | None:
     """`properties.$set` with the top-level `$set` (sent by `$identify` and the SDKs' `set()`) on top."""
     nested = properties.get(key)
     top_level = raw.get(key)
+    if nested is None and top_level is None:
+        return None
     if isinstance(top_level, dict) and top_level:
         merged = {**nested, **top_level} if isinstance(nested, dict) else dict(top_level)
         properties[key] = merged
