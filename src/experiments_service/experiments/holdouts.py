@@ -10,15 +10,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.activity import record_activity
-from experiments_service.errors import NotFound, ValidationError
-from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.errors import ValidationError
+from experiments_service.experiments.project_objects import ProjectObjectService
 from experiments_service.experiments.schemas import HoldoutOut
 from experiments_service.flags.service import FlagService
-from experiments_service.models import Experiment, ExperimentHoldout, FeatureFlag, User
-from experiments_service.pagination import PageRequest, fetch_page
+from experiments_service.models import Experiment, ExperimentHoldout, FeatureFlag
 
 HoldoutName = Annotated[str, Field(min_length=1, max_length=400)]
 HoldoutDescription = Annotated[str | None, Field(max_length=400)]
@@ -68,30 +65,10 @@ def _snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
     }
 
 
-class HoldoutService:
-    def __init__(self, session: AsyncSession, project_id: int, actor: User):
-        self.session = session
-        self.project_id = project_id
-        self.actor = actor
-        self.repo = ExperimentRepository(session, project_id)
-
-    async def render(self, holdouts: list[ExperimentHoldout]) -> list[HoldoutOut]:
-        users = await self.repo.users(holdout.created_by_id for holdout in holdouts)
-        return [HoldoutOut.of(holdout, users.get(holdout.created_by_id)) for holdout in holdouts]
-
-    async def list_page(self, page: PageRequest) -> tuple[list[ExperimentHoldout], int]:
-        query = (
-            select(ExperimentHoldout)
-            .where(ExperimentHoldout.project_id == self.project_id)
-            .order_by(ExperimentHoldout.created_at.desc(), ExperimentHoldout.id.desc())
-        )
-        return await fetch_page(self.session, query, page)
-
-    async def get(self, holdout_id: int) -> ExperimentHoldout:
-        holdout = await self.repo.holdout(holdout_id)
-        if holdout is None:
-            raise NotFound()
-        return holdout
+class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
+    model = ExperimentHoldout
+    rendering = HoldoutOut
+    activity_type = "holdout"
 
     async def create(self, data: HoldoutCreate) -> ExperimentHoldout:
         if not data.filters:
@@ -108,7 +85,7 @@ class HoldoutService:
         await self.session.flush()
         holdout.filters = _with_holdout_variant(holdout.id, data.filters)
         await self.session.flush()
-        self._record(holdout, "created", after=_snapshot(holdout))
+        self.record(holdout, "created", after=_snapshot(holdout))
         return holdout
 
     async def update(self, holdout: ExperimentHoldout, data: HoldoutUpdate) -> ExperimentHoldout:
@@ -118,21 +95,16 @@ class HoldoutService:
                 raise ValidationError("This list may not be empty.", code="empty", attr="filters")
             _validate_groups(changes["filters"])
             changes["filters"] = _with_holdout_variant(holdout.id, changes["filters"])
-        before = _snapshot(holdout)
-        for field, value in changes.items():
-            setattr(holdout, field, value)
-        if changes.get("filters", before["filters"]) != before["filters"]:
+        filters_changed = "filters" in changes and changes["filters"] != holdout.filters
+        await self.apply(holdout, changes, _snapshot)
+        if filters_changed:
             await self._rewrite_flags(holdout, holdout_flag_filter(holdout))
-        await self.session.flush()
-        after = _snapshot(holdout)
-        if before != after:
-            self._record(holdout, "updated", before=before, after=after)
         return holdout
 
     async def delete(self, holdout: ExperimentHoldout) -> None:
         """Detach the holdout from every flag that uses it, then delete it (experiments let go by FK)."""
         await self._rewrite_flags(holdout, None)
-        self._record(holdout, "deleted", before=_snapshot(holdout))
+        self.record(holdout, "deleted", before=_snapshot(holdout))
         await self.session.delete(holdout)
         await self.session.flush()
 
@@ -152,17 +124,3 @@ class HoldoutService:
         for flag in flags:
             filters = {**(flag.filters or {}), "holdout": flag_holdout}
             await flag_service.update_flag(flag, {"filters": filters})
-
-    def _record(self, holdout: ExperimentHoldout, activity: str, *, before: Any = None, after: Any = None) -> None:
-        record_activity(
-            self.session,
-            project_id=self.project_id,
-            user_id=self.actor.id,
-            scope="Experiment",
-            item_id=holdout.id,
-            activity=activity,
-            name=holdout.name,
-            before=before,
-            after=after,
-            extra={"type": "holdout"},
-        )

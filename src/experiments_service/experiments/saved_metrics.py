@@ -10,16 +10,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.activity import record_activity
 from experiments_service.auth.schemas import UserBasic
-from experiments_service.errors import NotFound, ValidationError
+from experiments_service.errors import ValidationError
 from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
-from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.experiments.project_objects import ProjectObjectService
 from experiments_service.models import ExperimentSavedMetric, User
-from experiments_service.pagination import PageRequest, fetch_page
 
 METRIC_TYPES = ("mean", "funnel", "ratio", "retention")
 
@@ -117,30 +113,10 @@ def _unique_tags(tags: list[str] | None) -> list[str]:
     return list(dict.fromkeys(tag.strip() for tag in tags or [] if tag.strip()))
 
 
-class SavedMetricService:
-    def __init__(self, session: AsyncSession, project_id: int, actor: User):
-        self.session = session
-        self.project_id = project_id
-        self.actor = actor
-        self.repo = ExperimentRepository(session, project_id)
-
-    async def render(self, metrics: list[ExperimentSavedMetric]) -> list[SavedMetricOut]:
-        users = await self.repo.users(metric.created_by_id for metric in metrics)
-        return [SavedMetricOut.of(metric, users.get(metric.created_by_id)) for metric in metrics]
-
-    async def list_page(self, page: PageRequest) -> tuple[list[ExperimentSavedMetric], int]:
-        query = (
-            select(ExperimentSavedMetric)
-            .where(ExperimentSavedMetric.project_id == self.project_id)
-            .order_by(ExperimentSavedMetric.created_at.desc(), ExperimentSavedMetric.id.desc())
-        )
-        return await fetch_page(self.session, query, page)
-
-    async def get(self, metric_id: int) -> ExperimentSavedMetric:
-        metric = (await self.repo.saved_metrics([metric_id])).get(metric_id)
-        if metric is None:
-            raise NotFound()
-        return metric
+class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetricOut]):
+    model = ExperimentSavedMetric
+    rendering = SavedMetricOut
+    activity_type = "saved_metric"
 
     async def create(self, data: SavedMetricCreate) -> ExperimentSavedMetric:
         metric = ExperimentSavedMetric(
@@ -154,7 +130,7 @@ class SavedMetricService:
         )
         self.session.add(metric)
         await self.session.flush()
-        self._record(metric, "created", after=_snapshot(metric))
+        self.record(metric, "created", after=_snapshot(metric))
         return metric
 
     async def update(self, metric: ExperimentSavedMetric, data: SavedMetricUpdate) -> ExperimentSavedMetric:
@@ -165,31 +141,10 @@ class SavedMetricService:
             changes["tags"] = _unique_tags(changes["tags"])
         if "metadata" in changes:
             changes["metadata_"] = changes.pop("metadata")
-        before = _snapshot(metric)
-        for field, value in changes.items():
-            setattr(metric, field, value)
-        await self.session.flush()
-        after = _snapshot(metric)
-        if before != after:
-            self._record(metric, "updated", before=before, after=after)
-        return metric
+        return await self.apply(metric, changes, _snapshot)
 
     async def delete(self, metric: ExperimentSavedMetric) -> None:
         """Delete the metric; experiment links go with it (FK cascade)."""
-        self._record(metric, "deleted", before=_snapshot(metric))
+        self.record(metric, "deleted", before=_snapshot(metric))
         await self.session.delete(metric)
         await self.session.flush()
-
-    def _record(self, metric: ExperimentSavedMetric, activity: str, *, before: Any = None, after: Any = None) -> None:
-        record_activity(
-            self.session,
-            project_id=self.project_id,
-            user_id=self.actor.id,
-            scope="Experiment",
-            item_id=metric.id,
-            activity=activity,
-            name=metric.name,
-            before=before,
-            after=after,
-            extra={"type": "saved_metric"},
-        )
