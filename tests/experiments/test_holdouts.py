@@ -254,3 +254,42 @@ class TestScopes:
         response = await client.get(holdouts_url(kit), headers=flag_headers)
         assert response.status_code == 403
         assert response.json()["detail"] == "API key missing required scope 'experiment:read'"
+
+
+class TestThroughExperiments:
+    async def test_holdout_follows_the_experiment_flag_into_evaluation(self, client, kit, app):
+        holdout = await create_holdout(client, kit, rollout=100)
+        created = await client.post(
+            f"{kit.base}/experiments/",
+            json={"name": "Held out", "feature_flag_key": "held-out", "holdout_id": holdout["id"]},
+            headers=kit.headers,
+        )
+        assert created.status_code == 201, created.text
+        experiment = created.json()
+        assert experiment["holdout_id"] == holdout["id"]
+        assert experiment["feature_flag"]["filters"]["holdout"] == {"id": holdout["id"], "exclusion_percentage": 100}
+        launched = await client.post(f"{kit.base}/experiments/{experiment['id']}/launch/", headers=kit.headers)
+        assert launched.status_code == 200
+
+        async def variant_for(distinct_id: str):
+            response = await client.post("/decide/?v=3", json={"token": kit.project_api_key, "distinct_id": distinct_id})
+            assert response.status_code == 200, response.text
+            return response.json()["featureFlags"].get("held-out")
+
+        assert {await variant_for(f"user-{n}") for n in range(5)} == {f"holdout-{holdout['id']}"}
+
+        patched = await client.patch(
+            f"{holdouts_url(kit)}{holdout['id']}/", json={"filters": [{"properties": [], "rollout_percentage": 0}]},
+            headers=kit.headers,
+        )  # fmt: skip
+        assert patched.status_code == 200
+        refreshed = (await client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)).json()
+        assert refreshed["holdout"]["filters"][0]["rollout_percentage"] == 0
+        assert refreshed["feature_flag"]["filters"]["holdout"] == {"id": holdout["id"], "exclusion_percentage": 0}
+        assert {await variant_for(f"user-{n}") for n in range(5)} <= {"control", "test"}
+
+        assert (await client.delete(f"{holdouts_url(kit)}{holdout['id']}/", headers=kit.headers)).status_code == 204
+        detached = (await client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)).json()
+        assert (detached["holdout"], detached["holdout_id"]) == (None, None)
+        assert detached["feature_flag"]["filters"]["holdout"] is None
+        assert detached["status"] == "running"

@@ -202,3 +202,35 @@ class TestReadUpdateDelete:
         assert response.status_code == 403
         assert response.json()["detail"] == "API key missing required scope 'experiment:write'"
         assert (await load(app, ExperimentSavedMetric, metric["id"])).name == metric["name"]
+
+
+class TestThroughExperiments:
+    async def test_linked_metric_is_rendered_in_the_experiment_and_its_ordering(self, client, kit, app):
+        metric = await create_metric(client, kit, name="Shared purchases")
+        created = await client.post(
+            f"{kit.base}/experiments/",
+            json={"name": "Uses saved", "feature_flag_key": "uses-saved",
+                  "saved_metrics_ids": [{"id": metric["id"], "metadata": {"type": "secondary"}}]},
+            headers=kit.headers,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        experiment = created.json()
+        [link] = experiment["saved_metrics"]
+        assert (link["saved_metric"], link["name"], link["metadata"]) == (
+            metric["id"], "Shared purchases", {"type": "secondary"}
+        )  # fmt: skip
+        assert link["query"]["uuid"] == metric["query"]["uuid"]
+        assert metric["query"]["uuid"] in experiment["secondary_metrics_ordered_uuids"]
+
+        await client.patch(f"{metrics_url(kit)}{metric['id']}/", json={"name": "Renamed"}, headers=kit.headers)
+        refreshed = (await client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)).json()
+        assert refreshed["saved_metrics"][0]["name"] == "Renamed"
+
+        other = await make_kit(app, client)
+        foreign = await client.post(
+            f"{other.base}/experiments/",
+            json={"name": "x", "feature_flag_key": "x", "saved_metrics_ids": [{"id": metric["id"]}]},
+            headers=other.headers,
+        )
+        assert foreign.status_code == 400
+        assert foreign.json()["detail"] == "Saved metric does not exist or does not belong to this project"
