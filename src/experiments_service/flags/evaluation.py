@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hashlib import sha1
+
 from experiments_service.flags.hashing import (
     HOLDOUT_PREFIX,
+    LONG_SCALE,
     VARIANT_SALT,
-    bucket_hash,
     hash01,
+    leading_u64,
     truncate_distinct_id,
 )
 from experiments_service.flags.properties import Matcher, compile_property
@@ -67,6 +70,7 @@ _REASON_OF = {
     _MATCH: CONDITION_MATCH,
 }
 _EMPTY: Mapping[str, Any] = {}
+_UTF8, _SURROGATES = "utf-8", "surrogatepass"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,10 @@ def _dependency_matches(expected: Any, actual: bool | str) -> bool:
 class _Condition:
     """One condition set, compiled: filters, rollout threshold, override and aggregation."""
 
-    __slots__ = ("index", "filters", "dependencies", "threshold", "variant", "group", "grouped", "needs_cohort")
+    __slots__ = (
+        "index", "filters", "dependencies", "threshold", "variant", "group", "grouped", "needs_cohort",
+        "person_only", "matchers", "matches",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -192,9 +199,12 @@ class _Condition:
                 filters.append((source, compile_property(prop)))
         self.filters = tuple(filters)
         self.dependencies = tuple(dependencies)
+        self.person_only = not dependencies and not self.needs_cohort and all(s is None for s, _ in filters)
+        self.matchers = tuple(matcher for _, matcher in filters)
         self.threshold = rollout_threshold(raw.get("rollout_percentage"))
         override = raw.get("variant")
         self.variant = override if isinstance(override, str) and override in variant_keys else None
+        self.matches: dict[str | None, FlagResult] = {}
 
     def properties_match(
         self, ctx: EvaluationContext, values: list[Any], now: datetime | None
@@ -243,6 +253,7 @@ class _Flag:
         "key", "definition", "position", "active", "runtime", "tags", "continuity", "device_bucketing",
         "group", "grouped", "conditions", "bounds", "payloads", "holdout", "early_exit", "enrollment",
         "super_condition", "super_keys", "dependencies", "missing_dependency", "prefix", "results",
+        "needs_preamble", "misses", "has_dependents",
     )  # fmt: skip
 
     def __init__(self, definition: Mapping[str, Any], position: int) -> None:
@@ -257,6 +268,7 @@ class _Flag:
         self.continuity = bool(definition.get("ensure_experience_continuity"))
         self.dependencies: list[int] = []
         self.missing_dependency = False
+        self.has_dependents = False
         self.results: dict[tuple, FlagResult] = {}
 
     def compile(self, group_names: Mapping[int, str], resolve: _Resolver) -> None:
@@ -296,6 +308,22 @@ class _Flag:
         ) if super_groups else ()  # fmt: skip
         self.holdout = self._holdout(filters)
 
+    def prepare_results(self) -> None:
+        """Build every result a condition loop can return, so evaluation only looks them up."""
+        self.needs_preamble = bool(
+            self.missing_dependency or self.continuity or self.device_bucketing or self.enrollment
+            or self.super_condition is not None or self.holdout is not None
+        )  # fmt: skip
+        slots = [None, *range(max(len(self.conditions), 1))]
+        self.misses = {
+            outcome: [self.result(False, None, _REASON_OF[outcome], index) for index in slots]
+            for outcome in (_NO_GROUP, _NO_MATCH, _OUT_OF_BOUND)
+        }
+        gate = (self.super_condition,) if self.super_condition is not None else ()
+        for condition in (*self.conditions, *gate):
+            for variant in (None, *(key for key, _ in self.bounds)):
+                condition.matches[variant] = self.result(True, variant, CONDITION_MATCH, condition.index)
+
     @staticmethod
     def _holdout(filters: Mapping[str, Any]) -> tuple[str, float | None] | None:
         """`(variant, threshold)` of the experiment holdout; threshold None holds out everyone."""
@@ -328,46 +356,97 @@ class _Flag:
             return False
         return not (self.tags and contexts and self.tags.isdisjoint(contexts))
 
-    def variant_for(self, identifier: str) -> str | None:
-        if not self.bounds:
-            return None
-        return select_variant(bucket_hash(self.prefix, identifier, VARIANT_SALT), self.bounds)
-
     def evaluate(self, ctx: EvaluationContext, distinct_id: str, values: list[Any]) -> FlagResult:
+        """The server's order: dependencies, early access, holdout, then condition sets in stored order."""
+        if self.needs_preamble:
+            decided = self._preamble(ctx, distinct_id, values)
+            if decided is not None:
+                return decided
+            distinct_id = self._identifier(ctx, distinct_id)  # type: ignore[assignment]
+        return self._walk(self.conditions, ctx, ctx.person_properties, ctx.now, distinct_id, values)
+
+    def _walk(
+        self,
+        conditions: tuple[_Condition, ...],
+        ctx: EvaluationContext,
+        person: Mapping[str, Any],
+        now: datetime | None,
+        identifier: str | None,
+        values: list[Any],
+    ) -> FlagResult:
+        """First matching set wins; otherwise the highest-priority reason seen (later sets win ties).
+
+        This is the hot path of `/flags`: results are looked up, never built, and the rollout
+        hash is computed at most once per bucketing identifier.
+        """
+        prefix = self.prefix
+        best, slot = _NO_GROUP, 0
+        hashed_identifier, hashed = None, 0.0
+        for condition in conditions:
+            bucketing = identifier
+            if condition.grouped:
+                bucketing = _group_key(ctx.groups.get(condition.group)) if condition.group else None
+                if bucketing is None:
+                    if best == _NO_GROUP:
+                        slot = condition.index + 1
+                    continue
+            if condition.person_only:
+                matched = True
+                for matcher in condition.matchers:
+                    if not matcher(person, now):
+                        matched = False
+                        break
+            else:
+                matched = condition.properties_match(ctx, values, now)
+            if not matched:
+                if best <= _NO_MATCH:
+                    best, slot = _NO_MATCH, condition.index + 1
+                continue
+            if bucketing is not None:
+                threshold = condition.threshold
+                if threshold is not None and bucketing != hashed_identifier:
+                    # hash01(prefix, bucketing), inlined: this runs for every flag of every request.
+                    # An empty identifier short-circuits to 0.0, as on the server.
+                    hashed_identifier, hashed = bucketing, (
+                        (leading_u64(sha1((prefix + bucketing).encode(_UTF8, _SURROGATES)).digest())[0] >> 4)
+                        / LONG_SCALE if bucketing else 0.0
+                    )  # fmt: skip
+                if threshold is None or in_rollout(hashed, threshold):
+                    variant = condition.variant
+                    if variant is None and self.bounds:
+                        variant_hash = hash01(prefix, bucketing, VARIANT_SALT) if bucketing else 0.0
+                        variant = select_variant(variant_hash, self.bounds)
+                    return condition.matches[variant]
+            # A rollout miss; device bucketing without a device id is the server's rollout miss too.
+            best, slot = _OUT_OF_BOUND, condition.index + 1
+            if self.early_exit:
+                break
+        return self.misses[best][slot]
+
+    def _identifier(self, ctx: EvaluationContext, distinct_id: str) -> str | None:
+        """Person bucketing: stored override > anonymous id > distinct id, or the device id."""
+        if self.continuity:
+            return ctx.hash_key_overrides.get(self.key) or ctx.anon_distinct_id or distinct_id
+        if self.device_bucketing:
+            return ctx.device_id or _group_key(ctx.person_properties.get("$device_id"))
+        return distinct_id
+
+    def _preamble(self, ctx: EvaluationContext, distinct_id: str, values: list[Any]) -> FlagResult | None:
+        """Missing dependencies, early access and holdouts decide before any condition set."""
         if self.missing_dependency:
             return self.result(False, None, MISSING_DEPENDENCY, None)
         person = ctx.person_properties
-        if self.continuity:
-            identifier = ctx.hash_key_overrides.get(self.key) or ctx.anon_distinct_id or distinct_id
-        elif self.device_bucketing:
-            identifier = ctx.device_id or _group_key(person.get("$device_id"))
-        else:
-            identifier = distinct_id
-        now = ctx.now
-
-        if self.enrollment and f"$feature_enrollment/{self.key}" in person:
-            enrolled = person[f"$feature_enrollment/{self.key}"]
+        enrollment_key = f"$feature_enrollment/{self.key}"
+        if self.enrollment and enrollment_key in person:
+            enrolled = person[enrollment_key]
             return self.result(enrolled is True or enrolled == "true", None, SUPER_CONDITION_VALUE, 0)
         if self.super_condition is not None and any(key in person for key in self.super_keys):
-            outcome, _ = self._condition(self.super_condition, ctx, identifier, values, now)
-            return self.result(outcome == _MATCH, None, SUPER_CONDITION_VALUE, 0)
-
-        if self.holdout is not None:
-            member = self._holdout_member(ctx, distinct_id)
-            if member:
-                return self.result(True, self.holdout[0], HOLDOUT_CONDITION_VALUE, None)
-
-        best, best_index = _NO_GROUP, None
-        for condition in self.conditions:
-            outcome, effective = self._condition(condition, ctx, identifier, values, now)
-            if outcome >= best:
-                best, best_index = outcome, condition.index
-            if outcome == _MATCH:
-                variant = condition.variant or self.variant_for(effective)
-                return self.result(True, variant, CONDITION_MATCH, best_index)
-            if outcome == _OUT_OF_BOUND and self.early_exit:
-                break
-        return self.result(False, None, _REASON_OF[best], best_index)
+            identifier = self._identifier(ctx, distinct_id)
+            gate = self._walk((self.super_condition,), ctx, person, ctx.now, identifier, values)
+            return self.result(gate.enabled, None, SUPER_CONDITION_VALUE, 0)
+        if self.holdout is not None and self._holdout_member(ctx, distinct_id):
+            return self.result(True, self.holdout[0], HOLDOUT_CONDITION_VALUE, None)
+        return None
 
     def _holdout_member(self, ctx: EvaluationContext, distinct_id: str) -> bool:
         if self.grouped:
@@ -380,30 +459,6 @@ class _Flag:
             return False
         threshold = self.holdout[1]
         return threshold is None or in_rollout(hash01(HOLDOUT_PREFIX, identifier), threshold)
-
-    def _condition(
-        self,
-        condition: _Condition,
-        ctx: EvaluationContext,
-        identifier: str | None,
-        values: list[Any],
-        now: datetime | None,
-    ) -> tuple[int, str]:
-        """Outcome of one condition set and the identifier it buckets by."""
-        if condition.grouped:
-            identifier = _group_key(ctx.groups.get(condition.group)) if condition.group else None
-            if identifier is None:
-                return _NO_GROUP, ""
-        if (condition.filters or condition.dependencies or condition.needs_cohort) and not (
-            condition.properties_match(ctx, values, now)
-        ):
-            return _NO_MATCH, ""
-        if identifier is None:  # device bucketing without a device id: the server's rollout miss
-            return _OUT_OF_BOUND, ""
-        threshold = condition.threshold
-        if threshold is None or in_rollout(bucket_hash(self.prefix, identifier), threshold):
-            return _MATCH, identifier
-        return _OUT_OF_BOUND, identifier
 
 
 class CompiledFlags:
@@ -424,7 +479,13 @@ class CompiledFlags:
         resolve = _Resolver(by_key, by_id)
         for plan in plans:
             plan.compile(group_names, resolve)
-        self._order = self._dependency_order(plans)
+        for plan in plans:
+            for target in plan.dependencies:
+                if target >= 0:
+                    plans[target].has_dependents = True
+        self._order = tuple(plan for plan in self._dependency_order(plans) if plan.active)
+        for plan in plans:
+            plan.prepare_results()
         self._by_key = {plan.key: plan for plan in plans}
         self._plans = plans
         self._size = len(plans)
@@ -473,14 +534,18 @@ class CompiledFlags:
         if keys is not None and not isinstance(keys, set | frozenset):
             keys = set(keys)
         order = self._order if keys is None else self._needed(keys)
-        values: list[Any] = [False] * self._size
+        serve_all = runtime in (None, "all") and not evaluation_contexts
+        values: list[Any] = [False] * self._size  # inactive flags stay false for their dependents
         results: dict[str, FlagResult] = {}
+        person, now = ctx.person_properties, ctx.now
         for plan in order:
-            if not plan.active:
-                continue
-            result = plan.evaluate(ctx, distinct_id, values)
-            values[plan.position] = result.variant if result.variant is not None else result.enabled
-            if plan.served_to(runtime, evaluation_contexts) and (keys is None or plan.key in keys):
+            if plan.needs_preamble:
+                result = plan.evaluate(ctx, distinct_id, values)
+            else:
+                result = plan._walk(plan.conditions, ctx, person, now, distinct_id, values)
+            if plan.has_dependents:
+                values[plan.position] = result.variant or result.enabled
+            if (serve_all or plan.served_to(runtime, evaluation_contexts)) and (keys is None or plan.key in keys):
                 results[plan.key] = result
         return results
 

@@ -1,6 +1,7 @@
 """PostHog's `sha1_60_v1` bucketing hash and the identifier rules around it."""
 
 from hashlib import sha1
+from struct import Struct
 
 # 2**60 - 1 as a float64 (it rounds to exactly 2**60): dividing by the float, not the int,
 # gives PostHog's rounding (an exact rational division differs in the last bit for some inputs).
@@ -8,21 +9,16 @@ LONG_SCALE = float(0xFFFFFFFFFFFFFFF)
 
 MAX_DISTINCT_ID_LENGTH = 200
 
+# The first 8 digest bytes as a big-endian integer; `>> 4` keeps the top 60 bits (15 hex digits).
+leading_u64 = Struct(">Q").unpack_from
+
 HOLDOUT_PREFIX = "holdout-"
 VARIANT_SALT = "variant"
 
 
 def hash01(prefix: str, identifier: str, salt: str = "") -> float:
     """Map `prefix + identifier + salt` to [0, 1] from the top 60 bits of its SHA-1."""
-    digest = sha1((prefix + identifier + salt).encode("utf-8", "surrogatepass")).digest()
-    return (int.from_bytes(digest[:8], "big") >> 4) / LONG_SCALE
-
-
-def bucket_hash(prefix: str, identifier: str, salt: str = "") -> float:
-    """Rollout and variant hash: the server short-circuits an empty identifier to 0.0."""
-    if not identifier:
-        return 0.0
-    return hash01(prefix, identifier, salt)
+    return (leading_u64(sha1((prefix + identifier + salt).encode("utf-8", "surrogatepass")).digest())[0] >> 4) / LONG_SCALE
 
 
 def truncate_distinct_id(distinct_id: str) -> str:

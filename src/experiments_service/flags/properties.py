@@ -76,6 +76,9 @@ def ascii_lower(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
+_F64_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
 def as_number(value: Any) -> float | None:
     """Parse a value as f64 the way the server does (numbers directly, text strictly)."""
     if isinstance(value, bool):
@@ -86,12 +89,7 @@ def as_number(value: Any) -> float | None:
         except OverflowError:
             return None
     text = as_text(value)
-    if not text.isascii() or "_" in text or text != text.strip() or not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    return float(text) if _F64_TEXT.fullmatch(text) else None
 
 
 def _is_boolean_like(value: Any) -> bool:
@@ -160,7 +158,6 @@ def relative_date(text: str, now: datetime) -> datetime | None:
         return None
 
 
-@lru_cache(maxsize=4096)
 def absolute_date(text: str) -> datetime | None:
     """An ISO date or datetime (`Z`, `UTC` suffix or offset allowed); naive values are UTC."""
     text = text.strip()
@@ -182,18 +179,29 @@ def _timestamp(seconds: float) -> datetime | None:
         return None
 
 
+_RELATIVE = object()
+
+
+@lru_cache(maxsize=8192)
+def _text_date(text: str) -> datetime | object | None:
+    """A date string's instant; `_RELATIVE` when it depends on the current time."""
+    seconds = as_number(text)
+    if seconds is not None:
+        return _timestamp(seconds) if math.isfinite(seconds) else None
+    if _RELATIVE_DATE.match(text):
+        return _RELATIVE
+    return absolute_date(text)
+
+
 def person_date(value: Any, now: datetime | None) -> datetime | None:
     """A person's date property: datetime, date, epoch seconds, or a date string."""
+    if isinstance(value, str):
+        moment = _text_date(value)
+        return relative_date(value, now or datetime.now(UTC)) if moment is _RELATIVE else moment
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        seconds = as_number(value)
-        if seconds is not None:
-            return _timestamp(seconds) if math.isfinite(seconds) else None
-        relative = relative_date(value, now or datetime.now(UTC))
-        return relative if relative is not None else absolute_date(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _timestamp(value) if math.isfinite(value) else None
     return None
@@ -228,19 +236,23 @@ def _normalized_version_text(value: Any) -> str:
     return (text[1:] if text.startswith("v") else text).strip()
 
 
-def parse_version(value: Any, pad: bool = True) -> tuple | None:
+def parse_version(value: Any) -> tuple | None:
     """A version as a sortable key `(major, minor, patch, pre, build)`, or None.
 
     Leading zeros are dropped and missing minor/patch parts count as 0 (the server canonicalises
     mobile-style versions before strict semver parsing). A version without pre-release sorts
     after any pre-release of the same core.
     """
-    text = _normalized_version_text(value)
+    return _parse_version_text(as_text(value))
+
+
+@lru_cache(maxsize=4096)
+def _parse_version_text(text: str) -> tuple | None:
+    text = (text[1:] if text.startswith("v") else text).strip()
     cut = min((i for i in (text.find("-"), text.find("+")) if i >= 0), default=len(text))
     core, suffix = text[:cut], text[cut:]
     parts = [_strip_zeros(part) for part in core.split(".")]
-    if pad:
-        parts += ["0"] * (3 - len(parts))
+    parts += ["0"] * (3 - len(parts))
     if len(parts) != 3 or not all(part.isdigit() and part.isascii() for part in parts):
         return None
     pre_text, _, build_text = suffix.partition("+")
@@ -324,7 +336,7 @@ def _exact(key: str, value: Any, negated: bool) -> Matcher:
         actual = props.get(key, _MISSING)
         if actual is _MISSING:
             return negated
-        text = as_text(actual).lower()
+        text = (actual if type(actual) is str else as_text(actual)).lower()
         return (text in candidates if candidates is not None else text == single) != negated
 
     return test
@@ -354,7 +366,7 @@ def _text(key: str, value: Any, operator: str) -> Matcher:
         actual = props.get(key, _MISSING)
         if actual is _MISSING:
             return negated
-        return compare(ascii_lower(as_text(actual)), needle) != negated
+        return compare(ascii_lower(actual if type(actual) is str else as_text(actual)), needle) != negated
 
     return test
 
@@ -377,7 +389,7 @@ def _regex(key: str, value: Any, negated: bool) -> Matcher:
             return negated
         if pattern is None:
             return False
-        return (pattern.search(as_text(actual)) is not None) != negated
+        return (pattern.search(actual if type(actual) is str else as_text(actual)) is not None) != negated
 
     return test
 
@@ -397,8 +409,9 @@ def _numeric(key: str, value: Any, operator: str) -> Matcher:
     compare = _NUMERIC_TESTS[operator]
 
     def test(props: Mapping[str, Any], now: datetime | None) -> bool:
-        actual = as_number(props.get(key))
-        return actual is not None and compare(actual, bound)
+        actual = props.get(key)
+        number = actual if type(actual) is int or type(actual) is float else as_number(actual)
+        return number is not None and compare(number, bound)
 
     return test
 
@@ -446,7 +459,7 @@ def _semver(key: str, value: Any, operator: str) -> Matcher:
             actual = props.get(key, _MISSING)
             if actual is _MISSING:
                 return False
-            version = parse_version(actual)
+            version = _parse_version_text(actual) if type(actual) is str else parse_version(actual)
             return version is not None and compare(version, wanted)
 
         return test
@@ -459,7 +472,7 @@ def _semver(key: str, value: Any, operator: str) -> Matcher:
         actual = props.get(key, _MISSING)
         if actual is _MISSING:
             return False
-        version = parse_version(actual)
+        version = _parse_version_text(actual) if type(actual) is str else parse_version(actual)
         if version is None or version < lower or version[:3] >= upper:
             return False
         # A pre-release only satisfies a range whose lower bound is a pre-release of the same core.
