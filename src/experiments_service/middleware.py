@@ -1,6 +1,7 @@
 """ASGI middleware: optional trailing slashes and the request-size limit."""
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experiments_service.errors import PayloadTooLarge
@@ -45,6 +46,19 @@ class BodySizeLimitMiddleware:
                         return
                     break
         await self.app(scope, receive, send)
+
+
+async def read_body_within(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it outgrows the limit (chunked uploads
+    declare no Content-Length for `BodySizeLimitMiddleware` to check)."""
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _send_error(send: Send, error: PayloadTooLarge) -> None:

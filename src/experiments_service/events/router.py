@@ -3,10 +3,10 @@
 from fastapi import APIRouter, Request
 
 from experiments_service.deps import SessionDep, TransactionalRoute
-from experiments_service.errors import PayloadTooLarge
 from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
 from experiments_service.events.service import CaptureService, RecentEventNames
 from experiments_service.flags.cache import flag_cache
+from experiments_service.middleware import read_body_within
 
 router = APIRouter(route_class=TransactionalRoute, tags=["events"])
 
@@ -35,19 +35,6 @@ _CAPTURE_ERRORS = {
 }
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it grows past the limit (chunked uploads
-    have no Content-Length for the middleware to check)."""
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def recent_event_names(request: Request) -> RecentEventNames:
     """The app's record of recently written event names (one per app, so per database)."""
     state = request.app.state
@@ -61,7 +48,7 @@ async def capture(request: Request, session: SessionDep) -> CaptureResponse:
     max_bytes = request.app.state.settings.max_body_bytes
     project_for_token = flag_cache(request.app).project_id_for_token
     await CaptureService(session, recent_event_names(request), project_for_token).capture(
-        await read_body(request, max_bytes),
+        await read_body_within(request, max_bytes),
         content_type=request.headers.get("content-type", ""),
         content_encoding=request.headers.get("content-encoding", ""),
         query=request.query_params,

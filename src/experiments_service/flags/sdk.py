@@ -28,6 +28,7 @@ from experiments_service.errors import APIError, AuthenticationFailed, ParseErro
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
+from experiments_service.middleware import read_body_within
 
 log = logging.getLogger(__name__)
 
@@ -327,23 +328,11 @@ def response_version(raw: str | None) -> int:
         return 1
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it outgrows the limit (chunked bodies declare no length)."""
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def respond(request: Request, endpoint: str) -> Response:
     """Answer one `/flags` or `/decide` request."""
     limit = request.app.state.settings.max_body_bytes
     body = decode_body(
-        await _read_body(request, limit),
+        await read_body_within(request, limit),
         compression=request.query_params.get("compression"),
         content_encoding=request.headers.get("content-encoding", ""),
         content_type=request.headers.get("content-type", ""),
