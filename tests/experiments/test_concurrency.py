@@ -106,3 +106,42 @@ async def test_alternating_pause_resume_sequence_ends_where_the_last_success_lef
     expected = "paused" if succeeded["pause"] > succeeded["resume"] else "running"
     assert stored.status == expected
     assert flag.active is (expected == "running")
+
+
+async def test_twenty_concurrent_ends_stop_the_experiment_once(client, kit, app):
+    experiment = await create_experiment(client, kit, "race-end")
+    assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
+    responses = await asyncio.gather(
+        *(client.post(f"{kit.base}/experiments/{experiment['id']}/end/", json={"conclusion": "won"},
+                      headers=kit.headers) for _ in range(CONCURRENCY))
+    )  # fmt: skip
+    assert Counter(r.status_code for r in responses) == {200: 1, 400: CONCURRENCY - 1}
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    assert {r.json()["detail"] for r in responses if r.status_code == 400} == {"Experiment has already ended."}
+    stored = await load(app, Experiment, experiment["id"])
+    assert stored.status == "stopped"
+    assert stored.end_date.isoformat().replace("+00:00", "Z") == winner["end_date"]
+    assert stored.conclusion == "won"
+
+
+async def test_concurrent_creates_with_one_new_flag_key_make_one_flag(client, kit, app):
+    """Racing creates may link the new flag or be refused, but never duplicate it or fail with 5xx."""
+    responses = await asyncio.gather(
+        *(client.post(f"{kit.base}/experiments/", json={"name": f"Racer {n}", "feature_flag_key": "shared-new-key"},
+                      headers=kit.headers) for n in range(10))
+    )  # fmt: skip
+    assert all(r.status_code in (201, 400, 409) for r in responses), [r.text for r in responses]
+    created = [r.json() for r in responses if r.status_code == 201]
+    assert created
+    async with app.state.db.sessionmaker() as session:
+        flags = (
+            await session.execute(
+                select(FeatureFlag).where(FeatureFlag.project_id == kit.project_id, FeatureFlag.key == "shared-new-key")
+            )
+        ).scalars().all()
+        experiments = (
+            await session.execute(select(Experiment).where(Experiment.project_id == kit.project_id))
+        ).scalars().all()
+    assert len(flags) == 1
+    assert {e.feature_flag_id for e in experiments} == {flags[0].id}
+    assert sorted(e.id for e in experiments) == sorted(c["id"] for c in created)
