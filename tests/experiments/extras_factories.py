@@ -45,6 +45,14 @@ async def make_flag(
         return flag
 
 
+async def make_flags(app, project_id: int, user_id: int, keys: list[str]) -> None:
+    """Many control/test flags in one transaction (paging tests)."""
+    async with app.state.db.transaction() as session:
+        service = FlagService(session, project_id, await session.get(User, user_id))
+        for key in keys:
+            await service.create_flag(key=key, filters=variant_filters(CONTROL_TEST))
+
+
 async def make_experiment(
     app, project_id: int, flag_id: int, *, name: str = "experiment", holdout_id: int | None = None, deleted: bool = False
 ) -> Experiment:

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import make_kit
-from tests.experiments.extras_factories import make_experiment, make_flag
+from tests.experiments.extras_factories import make_experiment, make_flag, make_flags
 
 
 def eligible_url(kit) -> str:
@@ -123,10 +123,12 @@ class TestOrderingAndPaging:
         assert (await listed(client, kit, offset=10))["results"] == []
 
     async def test_default_limit_is_20_and_cap_is_100(self, client, kit, app):
-        for index in range(21):
-            await make_flag(app, kit.project_id, kit.user_id, f"flag-{index}")
+        await make_flags(app, kit.project_id, kit.user_id, [f"flag-{index}" for index in range(101)])
         page = await listed(client, kit)
-        assert (len(page["results"]), page["count"]) == (20, 21)
+        assert (len(page["results"]), page["count"]) == (20, 101)
+        capped = await listed(client, kit, limit=500)
+        assert (len(capped["results"]), capped["count"]) == (100, 101)
+        assert len({flag["id"] for flag in capped["results"]}) == 100
 
     @pytest.mark.parametrize("params", [{"limit": "ten"}, {"offset": "1.5"}, {"limit": ""}])
     async def test_non_integer_limit_or_offset_has_its_own_body(self, client, kit, params):
