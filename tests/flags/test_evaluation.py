@@ -395,3 +395,30 @@ class TestIdentifiers:
             values.add(one(definition, distinct_id=prefix + tail).value)
 
         assert values == {one(definition, distinct_id=prefix).value}
+
+
+class TestMalformedDefinitions:
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            None,
+            {"groups": None},
+            {"groups": [None, "x", {"properties": "nope", "rollout_percentage": "half"}]},
+            {"groups": [{"properties": [None, {"key": 3, "value": "x"}], "rollout_percentage": 100}]},
+            {"multivariate": ["a"], "payloads": ["b"], "groups": [{"rollout_percentage": 100}]},
+            {"multivariate": {"variants": [{"key": "a"}, {"key": "b", "rollout_percentage": "x"}]}, "groups": [{}]},
+            {"super_groups": "x", "holdout": {"id": 1}, "holdout_groups": "y", "groups": [{}]},
+        ],
+    )
+    def test_a_broken_flag_does_not_break_the_project(self, filters: Any) -> None:
+        broken = {"id": 1, "key": "broken", "active": True, "filters": filters, "evaluation_tags": "web"}
+
+        results = run([broken, flag("healthy", flag_id=2)])
+
+        assert results["healthy"].enabled is True
+        assert isinstance(results["broken"].enabled, bool)
+
+    def test_unreadable_rollout_lets_nobody_through(self) -> None:
+        result = one(flag("f", [{"properties": [], "rollout_percentage": "half"}]), distinct_id="user-1")
+
+        assert (result.enabled, result.reason_code) == (False, "out_of_rollout_bound")

@@ -56,15 +56,16 @@ def test_hash_primitive(vector: dict) -> None:
         assert truncate_distinct_id(vector["identifier_before_truncation"]) == vector["identifier"]
 
 
-def _rollout_check_params() -> list:
+def _primitive_checks(checks: str, percentage: str) -> list:
+    """Each (hash primitive, check) pair of one kind: rollout or holdout checks."""
     return [
-        pytest.param(vector, check, id=f"{vector['id']}-{check['rollout_percentage']}")
+        pytest.param(vector, check, id=f"{vector['id']}-{check[percentage]}")
         for vector in SUPPLEMENTARY["hash_primitives"]
-        for check in vector.get("rollout_checks", [])
+        for check in vector.get(checks, [])
     ]
 
 
-@pytest.mark.parametrize(("vector", "check"), _rollout_check_params())
+@pytest.mark.parametrize(("vector", "check"), _primitive_checks("rollout_checks", "rollout_percentage"))
 def test_rollout_check_through_evaluator(vector: dict, check: dict) -> None:
     """The primitive's flag, evaluated for its identifier, is included exactly when the vector says."""
     key = vector["prefix"].removesuffix(".")
@@ -84,15 +85,7 @@ def test_rollout_check_through_evaluator(vector: dict, check: dict) -> None:
     assert in_rollout(vector["hash01"], rollout_threshold(check["rollout_percentage"])) is check["included"]
 
 
-def _holdout_check_params() -> list:
-    return [
-        pytest.param(vector, check, id=f"{vector['id']}-{check['exclusion_percentage']}")
-        for vector in SUPPLEMENTARY["hash_primitives"]
-        for check in vector.get("holdout_checks", [])
-    ]
-
-
-@pytest.mark.parametrize(("vector", "check"), _holdout_check_params())
+@pytest.mark.parametrize(("vector", "check"), _primitive_checks("holdout_checks", "exclusion_percentage"))
 def test_holdout_check_through_evaluator(vector: dict, check: dict) -> None:
     flag = {"id": 1, "key": "any-flag", "active": True, "filters": {
         "groups": [{"properties": [], "rollout_percentage": 100}],

@@ -17,9 +17,8 @@ Choices where the server depends on data we do not evaluate here:
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
 from hashlib import sha1
+from typing import Any
 
 from experiments_service.flags.hashing import (
     HOLDOUT_PREFIX,
@@ -125,7 +124,7 @@ def rollout_threshold(percentage: Any) -> float | None:
     try:
         value = float(percentage)
     except (TypeError, ValueError):
-        return None
+        return 0.0  # an unreadable percentage lets nobody through rather than everybody
     return None if value == 100.0 else value / 100.0
 
 
@@ -138,7 +137,10 @@ def variant_bounds(variants: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, fl
     """Cumulative upper bounds in stored order, accumulated left to right in float64."""
     cumulative, bounds = 0.0, []
     for variant in variants:
-        cumulative += float(variant.get("rollout_percentage") or 0) / 100.0
+        try:
+            cumulative += float(variant.get("rollout_percentage") or 0) / 100.0
+        except (TypeError, ValueError):
+            pass  # an unreadable share owns no range
         bounds.append((variant.get("key"), cumulative))
     return tuple(bounds)
 
@@ -163,7 +165,7 @@ class _Condition:
 
     __slots__ = (
         "index", "filters", "dependencies", "threshold", "variant", "group", "grouped", "needs_cohort",
-        "person_only", "matchers", "matches",
+        "plain", "matchers", "matches",
     )  # fmt: skip
 
     def __init__(
@@ -182,7 +184,7 @@ class _Condition:
         filters: list[tuple[str | None, Matcher]] = []
         dependencies: list[tuple[int, Any]] = []
         self.needs_cohort = False
-        for prop in raw.get("properties") or ():
+        for prop in _list(raw.get("properties")):
             if not isinstance(prop, Mapping):
                 continue
             kind = prop.get("type")
@@ -199,7 +201,10 @@ class _Condition:
                 filters.append((source, compile_property(prop)))
         self.filters = tuple(filters)
         self.dependencies = tuple(dependencies)
-        self.person_only = not dependencies and not self.needs_cohort and all(s is None for s, _ in filters)
+        # Person filters only, bucketed by person: the common case, checked inline by the walk.
+        self.plain = not self.grouped and not dependencies and not self.needs_cohort and all(
+            source is None for source, _ in filters
+        )
         self.matchers = tuple(matcher for _, matcher in filters)
         self.threshold = rollout_threshold(raw.get("rollout_percentage"))
         override = raw.get("variant")
@@ -239,6 +244,15 @@ class _Resolver:
         return self.by_id.get(str(reference), -1)
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object from a definition, or an empty one when the stored value has another shape."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _as_index(value: Any) -> int | None:
     try:
         return int(value)
@@ -263,8 +277,8 @@ class _Flag:
         self.prefix = f"{self.key}."
         self.active = bool(definition.get("active", True))
         self.runtime = definition.get("evaluation_runtime") or "all"
-        tags = definition.get("evaluation_tags") or definition.get("evaluation_contexts") or ()
-        self.tags = frozenset(tags)
+        tags = _list(definition.get("evaluation_tags")) or _list(definition.get("evaluation_contexts"))
+        self.tags = frozenset(tag for tag in tags if isinstance(tag, str))
         self.continuity = bool(definition.get("ensure_experience_continuity"))
         self.dependencies: list[int] = []
         self.missing_dependency = False
@@ -273,21 +287,21 @@ class _Flag:
 
     def compile(self, group_names: Mapping[int, str], resolve: _Resolver) -> None:
         """Parse `filters` once; dependencies resolve against the whole project."""
-        filters: Mapping[str, Any] = self.definition.get("filters") or {}
+        filters = _mapping(self.definition.get("filters"))
         bucketing = self.definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
         self.device_bucketing = bucketing == "device_id"
         aggregation = _as_index(filters.get("aggregation_group_type_index"))
         self.grouped = aggregation is not None
         self.group = group_names.get(aggregation) if self.grouped else None
-        variants = [v for v in ((filters.get("multivariate") or {}).get("variants") or ()) if isinstance(v, Mapping)]
+        variants = [v for v in _list(_mapping(filters.get("multivariate")).get("variants")) if isinstance(v, Mapping)]
         self.bounds = variant_bounds(variants)
         variant_keys = frozenset(key for key, _ in self.bounds)
-        self.payloads: Mapping[str, Any] = filters.get("payloads") or {}
+        self.payloads = _mapping(filters.get("payloads"))
         if "groups" in filters:
-            raw_groups = [g for g in (filters.get("groups") or ()) if isinstance(g, Mapping)]
+            raw_groups = [g for g in _list(filters.get("groups")) if isinstance(g, Mapping)]
         else:
             legacy = {
-                "properties": filters.get("properties") or [],
+                "properties": _list(filters.get("properties")),
                 "rollout_percentage": self.definition.get("rollout_percentage"),
             }
             raw_groups = [legacy]
@@ -298,13 +312,13 @@ class _Flag:
         self.missing_dependency = any(t < 0 for c in self.conditions for t, _ in c.dependencies)
         self.early_exit = bool(filters.get("early_exit"))
         self.enrollment = filters.get("feature_enrollment") is True
-        super_groups = [g for g in (filters.get("super_groups") or ()) if isinstance(g, Mapping)]
+        super_groups = [g for g in _list(filters.get("super_groups")) if isinstance(g, Mapping)]
         self.super_condition = (
             _Condition(0, {**super_groups[0], "aggregation_group_type_index": None}, None, group_names,
                        variant_keys, resolve) if super_groups else None
         )  # fmt: skip
         self.super_keys = tuple(
-            p.get("key") for p in (super_groups[0].get("properties") or ()) if isinstance(p, Mapping)
+            p.get("key") for p in _list(super_groups[0].get("properties")) if isinstance(p, Mapping)
         ) if super_groups else ()  # fmt: skip
         self.holdout = self._holdout(filters)
 
@@ -384,19 +398,19 @@ class _Flag:
         hashed_identifier, hashed = None, 0.0
         for condition in conditions:
             bucketing = identifier
-            if condition.grouped:
-                bucketing = _group_key(ctx.groups.get(condition.group)) if condition.group else None
-                if bucketing is None:
-                    if best == _NO_GROUP:
-                        slot = condition.index + 1
-                    continue
-            if condition.person_only:
+            if condition.plain:
                 matched = True
                 for matcher in condition.matchers:
                     if not matcher(person, now):
                         matched = False
                         break
             else:
+                if condition.grouped:
+                    bucketing = _group_key(ctx.groups.get(condition.group)) if condition.group else None
+                    if bucketing is None:
+                        if best == _NO_GROUP:
+                            slot = condition.index + 1
+                        continue
                 matched = condition.properties_match(ctx, values, now)
             if not matched:
                 if best <= _NO_MATCH:

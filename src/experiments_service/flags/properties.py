@@ -24,7 +24,7 @@ Matcher = Callable[[Mapping[str, Any], datetime | None], bool]
 
 _MISSING = object()
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_RELATIVE_DATE = re.compile(r"^-?([0-9]+)([hdwmy])$")
+_RELATIVE_DATE = re.compile(r"-?([0-9]+)([hdwmy])")
 _MAX_RELATIVE_AMOUNT = 10_000
 
 
@@ -138,7 +138,7 @@ def _years_back(moment: datetime, years: int) -> datetime:
 
 def relative_date(text: str, now: datetime) -> datetime | None:
     """`-?N[hdwmy]` (N < 10000) as `now` minus N units; None when `text` is not relative."""
-    match = _RELATIVE_DATE.match(text)
+    match = _RELATIVE_DATE.fullmatch(text)
     if match is None:
         return None
     amount, unit = int(match.group(1)), match.group(2)
@@ -188,7 +188,7 @@ def _text_date(text: str) -> datetime | object | None:
     seconds = as_number(text)
     if seconds is not None:
         return _timestamp(seconds) if math.isfinite(seconds) else None
-    if _RELATIVE_DATE.match(text):
+    if _RELATIVE_DATE.fullmatch(text):
         return _RELATIVE
     return absolute_date(text)
 
@@ -209,7 +209,7 @@ def person_date(value: Any, now: datetime | None) -> datetime | None:
 
 # --- semantic versions -----------------------------------------------------------------
 
-_IDENTIFIER = re.compile(r"^[0-9A-Za-z-]+$")
+_IDENTIFIER = re.compile(r"[0-9A-Za-z-]+")
 
 
 def _strip_zeros(part: str) -> str:
@@ -220,7 +220,7 @@ def _identifiers(text: str, numeric_without_zeros: bool) -> tuple | None:
     """Pre-release or build identifiers as sortable tuples (numeric before alphanumeric)."""
     keys = []
     for part in text.split("."):
-        if not _IDENTIFIER.match(part):
+        if not _IDENTIFIER.fullmatch(part):
             return None
         if part.isdigit():
             if numeric_without_zeros and len(part) > 1 and part[0] == "0":
@@ -231,8 +231,8 @@ def _identifiers(text: str, numeric_without_zeros: bool) -> tuple | None:
     return tuple(keys)
 
 
-def _normalized_version_text(value: Any) -> str:
-    text = as_text(value)
+def _without_v(text: str) -> str:
+    """The server strips one leading `v`, then surrounding whitespace."""
     return (text[1:] if text.startswith("v") else text).strip()
 
 
@@ -248,7 +248,7 @@ def parse_version(value: Any) -> tuple | None:
 
 @lru_cache(maxsize=4096)
 def _parse_version_text(text: str) -> tuple | None:
-    text = (text[1:] if text.startswith("v") else text).strip()
+    text = _without_v(text)
     cut = min((i for i in (text.find("-"), text.find("+")) if i >= 0), default=len(text))
     core, suffix = text[:cut], text[cut:]
     parts = [_strip_zeros(part) for part in core.split(".")]
@@ -291,7 +291,7 @@ def version_range(operator: str, value: Any) -> tuple[tuple, tuple[int, int, int
         if operator == "semver_tilde":
             return lower, (major, minor + 1, 0)
         return lower, _caret_upper([major, minor, patch])
-    parts = [_strip_zeros(part) for part in _normalized_version_text(value).split(".")]
+    parts = [_strip_zeros(part) for part in _without_v(as_text(value)).split(".")]
     wild = [part in ("*", "x", "X") for part in parts]
     fixed = wild.index(True) if any(wild) else len(parts)
     if len(parts) > 3 or not all(wild[fixed:]):
@@ -492,7 +492,7 @@ def _date(key: str, value: Any, operator: str) -> Matcher:
     if not isinstance(value, str):
         return _never
     compare = _DATE_TESTS[operator]
-    relative = _RELATIVE_DATE.match(value) is not None and relative_date(value, datetime.now(UTC)) is not None
+    relative = _RELATIVE_DATE.fullmatch(value) is not None and relative_date(value, datetime.now(UTC)) is not None
     fixed = None if relative else absolute_date(value)
     if not relative and fixed is None:
         return _never
@@ -515,7 +515,7 @@ def compile_property(prop: Mapping[str, Any]) -> Matcher:
     key = prop.get("key")
     operator = prop.get("operator") or "exact"
     value = prop.get("value")
-    if not isinstance(key, str):
+    if not isinstance(key, str) or not isinstance(operator, str):
         return _never
     if operator in ("is_set", "is_not_set"):
         return _presence(key, operator == "is_not_set")
