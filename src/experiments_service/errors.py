@@ -187,12 +187,12 @@ MAX_STORED_INT = 2**31 - 1
 
 
 def _input_the_database_refused(request: Request, error: Exception) -> APIError | None:
-    """A 4xx for values the database cannot take (out-of-range ids, NUL characters); else None.
+    """A 4xx for values the database cannot take (out-of-range ids, NUL characters, NaN); else None.
 
     Checked after the fact so that every query path is covered; the transaction is rolled back.
     """
     text = str(getattr(error, "orig", error))
-    if isinstance(error, OverflowError) or "out of int" in text or "out of range" in text:
+    if isinstance(error, OverflowError) or "out of int" in text or "out of range for type" in text:
         path_ids = [str(value) for value in request.path_params.values()]
         if any(value.isdigit() and int(value) > MAX_STORED_INT for value in path_ids):
             return NotFound()
@@ -201,6 +201,9 @@ def _input_the_database_refused(request: Request, error: Exception) -> APIError 
         )
     if "0x00" in text or "\\u0000" in text:
         return ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
+    if "invalid input syntax for type json" in text:
+        # NaN and infinite numbers parse in Python but are not JSON.
+        return ParseError("JSON parse error - Out of range float values are not JSON compliant")
     if getattr(getattr(error, "orig", None), "sqlstate", None) in ("40001", "40P01"):
         return Conflict()
     return None

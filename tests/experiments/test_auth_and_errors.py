@@ -298,3 +298,19 @@ class TestBadInput:
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"
         assert await row_counts(app, kit.project_id) == before
+
+    async def test_non_finite_numbers_never_half_write(self, client, kit, app, db_name):
+        """PostgreSQL's json type refuses NaN/Infinity: a 400, and the flag created first is rolled back."""
+        before = await row_counts(app, kit.project_id)
+        response = await client.post(
+            f"{kit.base}/experiments/",
+            content=b'{"name": "n", "feature_flag_key": "not-finite", "parameters": {"minimum_detectable_effect": NaN}}',
+            headers={**kit.headers, "Content-Type": "application/json"},
+        )
+        if db_name == "postgresql":
+            assert response.status_code == 400
+            assert response.json()["code"] == "parse_error"
+            assert await row_counts(app, kit.project_id) == before
+        else:
+            assert response.status_code == 201
+            assert response.json()["parameters"]["minimum_detectable_effect"] is None
