@@ -1,6 +1,6 @@
 """HTTP routes of the approvals domain (thin: parse, call the service, render)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -27,6 +27,13 @@ ApprovalRead = Annotated[ProjectContext, Depends(require_scope("approval:read"))
 ApprovalWrite = Annotated[ProjectContext, Depends(require_scope("approval:write"))]
 ActivityLogRead = Annotated[ProjectContext, Depends(require_scope("activity_log:read"))]
 
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid input or a refused decision: `{type, code, detail, attr}`"},
+    401: {"description": "Missing or invalid credentials"},
+    403: {"description": "The key lacks the scope or the project"},
+}
+ERRORS = {**READ_ERRORS, 404: {"description": "No such object in this project"}}
+
 POLICIES = "/api/projects/{project_id}/approval_policies/"
 POLICY = POLICIES + "{policy_id}/"
 CHANGE_REQUESTS = "/api/projects/{project_id}/change_requests/"
@@ -48,7 +55,7 @@ async def _policy_out(session, policy) -> ApprovalPolicyOut:
 # --- approval policies --------------------------------------------------------------------------
 
 
-@router.get(POLICIES, response_model=Page[ApprovalPolicyOut])
+@router.get(POLICIES, response_model=Page[ApprovalPolicyOut], responses=READ_ERRORS)
 async def list_approval_policies(
     context: ApprovalRead,
     session: SessionDep,
@@ -65,21 +72,21 @@ async def list_approval_policies(
     return page.envelope(results, total)
 
 
-@router.post(POLICIES, response_model=ApprovalPolicyOut, status_code=201)
+@router.post(POLICIES, response_model=ApprovalPolicyOut, status_code=201, responses=ERRORS)
 async def create_approval_policy(body: ApprovalPolicyCreate, context: ApprovalWrite, session: SessionDep):
     """Create the approval policy of one flag action (one policy per action)."""
     policy = await PolicyService(session, context.project_id, context.user).create(body.model_dump())
     return await _policy_out(session, policy)
 
 
-@router.get(POLICY, response_model=ApprovalPolicyOut)
+@router.get(POLICY, response_model=ApprovalPolicyOut, responses=ERRORS)
 async def retrieve_approval_policy(policy_id: str, context: ApprovalRead, session: SessionDep):
     """Retrieve one approval policy."""
     policy = await PolicyService(session, context.project_id, context.user).get(_uuid(policy_id))
     return await _policy_out(session, policy)
 
 
-@router.patch(POLICY, response_model=ApprovalPolicyOut)
+@router.patch(POLICY, response_model=ApprovalPolicyOut, responses=ERRORS)
 async def update_approval_policy(
     policy_id: str, body: ApprovalPolicyUpdate, context: ApprovalWrite, session: SessionDep
 ):
@@ -89,7 +96,7 @@ async def update_approval_policy(
     return await _policy_out(session, policy)
 
 
-@router.delete(POLICY, status_code=204, response_class=Response)
+@router.delete(POLICY, status_code=204, response_class=Response, responses=ERRORS)
 async def delete_approval_policy(policy_id: str, context: ApprovalWrite, session: SessionDep):
     """Delete an approval policy (its change requests keep their policy snapshot)."""
     service = PolicyService(session, context.project_id, context.user)
@@ -100,7 +107,7 @@ async def delete_approval_policy(policy_id: str, context: ApprovalWrite, session
 # --- change requests ----------------------------------------------------------------------------
 
 
-@router.get(CHANGE_REQUESTS, response_model=Page[ChangeRequestOut])
+@router.get(CHANGE_REQUESTS, response_model=Page[ChangeRequestOut], responses=READ_ERRORS)
 async def list_change_requests(
     context: ApprovalRead,
     session: SessionDep,
@@ -125,7 +132,7 @@ async def list_change_requests(
     return page.envelope(results, total)
 
 
-@router.get(CHANGE_REQUEST, response_model=ChangeRequestOut)
+@router.get(CHANGE_REQUEST, response_model=ChangeRequestOut, responses=ERRORS)
 async def retrieve_change_request(change_request_id: str, context: ApprovalRead, session: SessionDep):
     """Retrieve one change request with its votes."""
     service = ChangeRequestService(session, context.project_id, context.user)
@@ -133,7 +140,7 @@ async def retrieve_change_request(change_request_id: str, context: ApprovalRead,
     return rendered
 
 
-@router.post(CHANGE_REQUEST + "approve/", response_model=DecisionOut)
+@router.post(CHANGE_REQUEST + "approve/", response_model=DecisionOut, responses=ERRORS)
 async def approve_change_request(
     change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
 ):
@@ -144,7 +151,7 @@ async def approve_change_request(
     return DecisionOut(status=status, message=message, change_request=rendered, result=result)
 
 
-@router.post(CHANGE_REQUEST + "reject/", response_model=DecisionOut)
+@router.post(CHANGE_REQUEST + "reject/", response_model=DecisionOut, responses=ERRORS)
 async def reject_change_request(
     change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
 ):
@@ -155,7 +162,7 @@ async def reject_change_request(
     return DecisionOut(status="rejected", message="Change request rejected.", change_request=rendered)
 
 
-@router.post(CHANGE_REQUEST + "cancel/", response_model=DecisionOut)
+@router.post(CHANGE_REQUEST + "cancel/", response_model=DecisionOut, responses=ERRORS)
 async def cancel_change_request(
     change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
 ):
@@ -169,7 +176,7 @@ async def cancel_change_request(
 # --- activity log -------------------------------------------------------------------------------
 
 
-@router.get("/api/projects/{project_id}/activity_log/", response_model=Page[ActivityLogEntry])
+@router.get("/api/projects/{project_id}/activity_log/", response_model=Page[ActivityLogEntry], responses=READ_ERRORS)
 async def list_activity_log(
     context: ActivityLogRead,
     session: SessionDep,
