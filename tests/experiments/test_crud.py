@@ -533,3 +533,9 @@ class TestList:
                                          headers=read_headers)
         assert response.status_code == 403
         assert response.json()["detail"] == "API key missing required scope 'experiment:write'"
+
+
+async def test_non_numeric_experiment_id_is_not_found(kit):
+    response = await kit.client.get(f"{kit.base}/experiments/abc/", headers=kit.headers)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

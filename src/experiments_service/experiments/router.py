@@ -25,7 +25,7 @@ from experiments_service.pagination import PageDep
 router = APIRouter(route_class=TransactionalRoute, tags=["experiments"])
 
 BASE = "/api/projects/{project_id}/experiments/"
-DETAIL = BASE + "{experiment_id}/"
+DETAIL = BASE + "{experiment_id:int}/"
 MAX_PAGE_SIZE = 100
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid input or a refused action: `{type, code, detail, attr}`"},
@@ -34,6 +34,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such experiment in this project"},
 }
 ACTION_ERRORS = {**ERRORS, 409: {"description": "An approval policy holds the flag change (change request created)"}}
+
+
+def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
+    """Describe a leniently parsed action body in the OpenAPI document."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
 
 
 def _service(session: SessionDep, context: ProjectContext) -> ExperimentService:
@@ -137,7 +143,9 @@ async def resume(experiment_id: int, session: SessionDep, context: ExperimentWri
     return await service.render(await service.resume(experiment, flag))
 
 
-@router.post(DETAIL + "end/", response_model=ExperimentOut, responses=ERRORS)
+@router.post(
+    DETAIL + "end/", response_model=ExperimentOut, responses=ERRORS, openapi_extra=_documented_body(EndRequest)
+)
 async def end(
     experiment_id: int,
     session: SessionDep,
@@ -151,7 +159,12 @@ async def end(
     return await service.render(await service.end(experiment, flag, request))
 
 
-@router.post(DETAIL + "ship_variant/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.post(
+    DETAIL + "ship_variant/",
+    response_model=ExperimentOut,
+    responses=ACTION_ERRORS,
+    openapi_extra=_documented_body(ShipVariantRequest),
+)
 async def ship_variant(
     experiment_id: int,
     session: SessionDep,

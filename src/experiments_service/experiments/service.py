@@ -95,11 +95,18 @@ class ExperimentService:
         return experiment
 
     async def get_for_write(self, experiment_id: int, *, include_deleted: bool = False) -> tuple[Experiment, FeatureFlag]:
-        """Load and lock the experiment and its flag (one writer at a time on PostgreSQL)."""
-        experiment = await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True)
+        """Load and lock the flag, then the experiment (one writer at a time on PostgreSQL).
+
+        Flag before experiment: the same order as a direct flag change that then moves its
+        experiments, so the two never deadlock.
+        """
+        experiment = await self.repo.get(experiment_id, include_deleted=include_deleted)
         if experiment is None:
             raise NotFound()
         flag = await self.repo.flag(experiment.feature_flag_id, for_update=True)
+        experiment = await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True)
+        if experiment is None:
+            raise NotFound()
         return experiment, flag
 
     async def page(self, params: ExperimentListQuery) -> tuple[int, list[ExperimentOut]]:
@@ -315,8 +322,8 @@ class ExperimentService:
         for field in PLAIN_FIELDS:
             if field in sent:
                 setattr(experiment, field, getattr(data, field))
-        if experiment.description is None:
-            experiment.description = ""
+        experiment.filters = experiment.filters or {}
+        experiment.only_count_matured_users = bool(experiment.only_count_matured_users)
         if "parameters" in sent:
             experiment.parameters = parameters
         if "stats_config" in sent:
@@ -368,8 +375,9 @@ class ExperimentService:
         """The flag's filters with the experiment's variants, aggregation, rollout and holdout applied."""
         filters = copy.deepcopy(flag.filters or {})
         multivariate = filters.get("multivariate") if isinstance(filters.get("multivariate"), dict) else {}
-        variants = parameters.get("feature_flag_variants") or copy.deepcopy(DEFAULT_VARIANTS)
-        filters["multivariate"] = {**multivariate, "variants": variants}
+        if "feature_flag_variants" in parameters:
+            variants = parameters["feature_flag_variants"] or copy.deepcopy(DEFAULT_VARIANTS)
+            filters["multivariate"] = {**multivariate, "variants": variants}
         filters["aggregation_group_type_index"] = parameters.get("aggregation_group_type_index")
         if parameters.get("rollout_percentage") is not None:
             groups = filters.get("groups") or [{"properties": []}]
