@@ -55,6 +55,30 @@ class TestPersonProperties:
         assert (await capture({"batch": [event("b", "frank", properties={"$unset": ["a"]})]})).status_code == 200
         assert (await stored_person(app, kit.project_id, "frank")).properties == {"b": 2}
 
+    async def test_a_batch_folds_set_once_set_and_unset_onto_stored_properties(self, capture, kit, app):
+        stored = event("a", "kim", properties={"$set": {"a": 1, "b": 2, "c": 3, "d": 4}})
+        assert (await capture({"batch": [stored]})).status_code == 200
+        batch = [
+            event("b", "kim", properties={"$set_once": {"a": 9, "e": 5}}),
+            event("c", "kim", properties={"$unset": ["b"]}),
+            event("d", "kim", properties={"$set_once": {"b": 7}, "$set": {"c": 30}}),
+            event("e", "kim", properties={"$unset": ["c", "missing"], "$set_once": {"e": 6}}),
+        ]
+        assert (await capture({"batch": batch})).status_code == 200
+        person = await stored_person(app, kit.project_id, "kim")
+        assert person.properties == {"a": 1, "b": 7, "d": 4, "e": 5}
+        assert person.updated_at > person.created_at
+
+    async def test_nul_characters_are_removed_from_person_properties_only(self, capture, kit, app):
+        sent = event("a", "leo", properties={"$set": {"na\x00me": "Le\x00o", "tags": ["x\x00"]}})
+        assert (await capture({"batch": [sent]})).status_code == 200
+        assert (await stored_person(app, kit.project_id, "leo")).properties == {"name": "Leo", "tags": ["x"]}
+        [row] = await stored_events(app, kit.project_id)
+        assert row.properties["$set"] == {"na\x00me": "Le\x00o", "tags": ["x\x00"]}
+        again = event("b", "leo", properties={"$set": {"name": "Leo\x00n"}, "$unset": ["ta\x00gs"]})
+        assert (await capture({"batch": [again]})).status_code == 200
+        assert (await stored_person(app, kit.project_id, "leo")).properties == {"name": "Leon"}
+
     async def test_events_without_person_changes_create_no_person(self, capture, kit, app):
         assert (await capture({"batch": [event("a", "ghost", properties={"$set": "not an object"})]})).status_code == 200
         assert await stored_person(app, kit.project_id, "ghost") is None

@@ -239,6 +239,17 @@ def _distinct_id(raw: dict[str, Any], properties: dict[str, Any]) -> str | None:
     return value[:MAX_DISTINCT_ID_LENGTH] or None
 
 
+def _without_nul(value: Any) -> Any:
+    """Person properties lose NUL characters: PostgreSQL's jsonb, used to merge them, cannot hold one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 def _merged_person_change(raw: dict[str, Any], properties: dict[str, Any], key: str) -> dict[str, Any] | None:
     """`properties.$set` with the top-level `$set` (sent by `$identify` and the SDKs' `set()`) on top."""
     nested = properties.get(key)
@@ -246,10 +257,12 @@ def _merged_person_change(raw: dict[str, Any], properties: dict[str, Any], key: 
     if nested is None and top_level is None:
         return None
     if isinstance(top_level, dict) and top_level:
-        merged = {**nested, **top_level} if isinstance(nested, dict) else dict(top_level)
-        properties[key] = merged
-        return merged
-    return nested if isinstance(nested, dict) and nested else None
+        change = properties[key] = {**nested, **top_level} if isinstance(nested, dict) else dict(top_level)
+    elif isinstance(nested, dict) and nested:
+        change = nested
+    else:
+        return None
+    return _without_nul(change) if b"\\u0000" in orjson.dumps(change) else change
 
 
 def _flag_value(value: Any) -> str | None:
@@ -304,18 +317,33 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
         flag_response=_flag_value(properties.get("$feature_flag_response")) if is_flag_call else None,
         person_set=person_set,
         person_set_once=person_set_once,
-        person_unset=[key for key in unset if isinstance(key, str)] if isinstance(unset, list) else [],
+        person_unset=[key.replace("\x00", "") for key in unset if isinstance(key, str)] if isinstance(unset, list) else [],
     )
 
 
-def apply_person_change(properties: dict[str, Any], event: CapturedEvent) -> dict[str, Any]:
-    """`$set` overwrites, `$set_once` only fills missing keys, `$unset` removes keys."""
-    merged = dict(properties)
-    if event.person_set_once:
-        for key, value in event.person_set_once.items():
-            merged.setdefault(key, value)
-    if event.person_set:
-        merged.update(event.person_set)
-    for key in event.person_unset:
-        merged.pop(key, None)
-    return merged
+@dataclass(slots=True)
+class PersonChange:
+    """The net effect of a run of `$set`/`$set_once`/`$unset` on one person, whatever it held.
+
+    `initial` is what a person with no properties ends up with; keys in `replaced` were set or
+    unset, so the stored value no longer matters. Any stored properties become
+    `{**initial, **(stored without replaced keys)}`: a stored value wins only where `$set_once`
+    would have kept it. That lets PostgreSQL merge in one statement without reading rows back.
+    """
+
+    initial: dict[str, Any] = field(default_factory=dict)
+    replaced: set[str] = field(default_factory=set)
+
+    def add(self, event: CapturedEvent) -> None:
+        """Apply one event's changes in PostHog's order: `$set_once`, then `$set`, then `$unset`."""
+        for key, value in (event.person_set_once or {}).items():
+            self.initial.setdefault(key, value)
+        for key, value in (event.person_set or {}).items():
+            self.initial[key] = value
+            self.replaced.add(key)
+        for key in event.person_unset:
+            self.initial.pop(key, None)
+            self.replaced.add(key)
+
+    def applied_to(self, stored: dict[str, Any]) -> dict[str, Any]:
+        return {**self.initial, **{key: value for key, value in stored.items() if key not in self.replaced}}

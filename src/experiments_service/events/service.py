@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.errors import AuthenticationFailed, NotAuthenticated
 from experiments_service.events.parsing import (
     CapturedEvent,
-    apply_person_change,
+    PersonChange,
     decode_body,
     normalise_event,
     raw_events,
@@ -130,26 +130,8 @@ class CaptureService:
             self.recent_names.mark(repository.project_id, stale)
 
     async def _update_persons(self, repository: EventsRepository, events: list[CapturedEvent], now: datetime) -> None:
-        """Apply `$set`/`$set_once`/`$unset` in batch order: new persons in one INSERT, the
-        others locked, merged and written back in one bulk UPDATE."""
-        if not events:
-            return
-        by_person: dict[str, list[CapturedEvent]] = {}
+        """Fold each person's `$set`/`$set_once`/`$unset` in batch order, then write them at once."""
+        changes: dict[str, PersonChange] = {}
         for event in events:
-            by_person.setdefault(event.distinct_id, []).append(event)
-
-        def merged(properties: dict, changes: list[CapturedEvent]) -> dict:
-            for change in changes:
-                properties = apply_person_change(properties, change)
-            return properties
-
-        created = await repository.insert_new_persons(
-            {distinct_id: merged({}, changes) for distinct_id, changes in by_person.items()}, now
-        )
-        existing = await repository.persons_for_update(set(by_person) - created)
-        updates = []
-        for person_id, distinct_id, properties in existing:
-            new_properties = merged(properties, by_person[distinct_id])
-            if new_properties != properties:
-                updates.append({"id": person_id, "properties": new_properties, "updated_at": now})
-        await repository.update_person_properties(updates)
+            changes.setdefault(event.distinct_id, PersonChange()).add(event)
+        await repository.upsert_persons(changes, now)
