@@ -38,7 +38,7 @@ class TestCreate:
                 "name": "Purchases",
                 "description": "Mean purchases per user",
                 "query": MEAN_QUERY,
-                "tags": ["revenue", "core", "revenue"],
+                "tags": ["revenue", " Core ", "REVENUE"],
                 "metadata": {"owner": "growth"},
             },
             headers=kit.headers,
@@ -121,6 +121,7 @@ class TestCreate:
             ({"query": MEAN_QUERY}, "name"),
             ({"name": "m" * 401, "query": MEAN_QUERY}, "name"),
             ({"name": "m", "query": MEAN_QUERY, "tags": "a"}, "tags"),
+            ({"name": "m", "query": MEAN_QUERY, "tags": ["t" * 256]}, "tags__0"),
             ({"name": "m", "query": MEAN_QUERY, "metadata": [1]}, "metadata"),
         ):
             response = await client.post(metrics_url(kit), json=body, headers=kit.headers)

@@ -21,13 +21,14 @@ METRIC_TYPES = ("mean", "funnel", "ratio", "retention")
 
 SavedMetricName = Annotated[str, Field(min_length=1, max_length=400)]
 SavedMetricDescription = Annotated[str | None, Field(max_length=400)]
+Tags = list[Annotated[str, Field(max_length=255)]]
 
 
 class SavedMetricCreate(BaseModel):
     name: SavedMetricName
     description: SavedMetricDescription = None
     query: dict[str, Any] | None = None
-    tags: list[str] | None = None
+    tags: Tags | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -37,7 +38,7 @@ class SavedMetricUpdate(BaseModel):
     name: SavedMetricName = None  # type: ignore[assignment]
     description: SavedMetricDescription = None
     query: dict[str, Any] = None  # type: ignore[assignment]
-    tags: list[str] | None = None
+    tags: Tags | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -110,7 +111,8 @@ def _snapshot(metric: ExperimentSavedMetric) -> dict[str, Any]:
 
 
 def _unique_tags(tags: list[str] | None) -> list[str]:
-    return list(dict.fromkeys(tag.strip() for tag in tags or [] if tag.strip()))
+    """Tags as PostHog stores them: trimmed, lower-case, each once, in the order first sent."""
+    return list(dict.fromkeys(tag.strip().lower() for tag in tags or [] if tag.strip()))
 
 
 class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetricOut]):
