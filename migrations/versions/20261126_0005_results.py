@@ -7,8 +7,7 @@ Create Date: 2026-11-26
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 import experiments_service.models.base  # noqa: F401
 
@@ -19,8 +18,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_events_flag_exposures",
+            ["project_id", "flag_key", "distinct_id", "timestamp"],
+            unique=False,
+            postgresql_include=["flag_response", "event"],
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_flag_exposures")

@@ -16,6 +16,15 @@ class Event(Base):
         UniqueConstraint("project_id", "uuid"),
         Index("ix_events_project_event_timestamp", "project_id", "event", "timestamp"),
         Index("ix_events_project_flag", "project_id", "flag_key", "timestamp"),
+        # Experiment exposures: read in distinct_id order straight from the index (no heap, no hash).
+        Index(
+            "ix_events_flag_exposures",
+            "project_id",
+            "flag_key",
+            "distinct_id",
+            "timestamp",
+            postgresql_include=["flag_response", "event"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -23,6 +23,9 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -186,136 +189,137 @@ class ResultsRepository:
         )
 
     def _metric_event_conditions(
-        self, event_table, source: EventSource, exposures: CTE, since, rules: ExposureRules, window: int | None
+        self, event_table, exposures: CTE, since, rules: ExposureRules, window: int | None
     ) -> list[ColumnElement[bool]]:
-        """Events of `source` by an exposed entity, at or after `since`, inside the window."""
+        """Events by an exposed entity, at or after `since`, inside the window and the date range."""
         conditions = [
             event_table.c.project_id == self.project_id,
             event_table.c.distinct_id == exposures.c.distinct_id,
             event_table.c.timestamp >= since,
             event_table.c.timestamp <= rules.until,
-            *(_property_condition(event_table.c.properties, item) for item in source.properties),
         ]
-        if source.event is not None:
-            conditions.append(event_table.c.event == source.event)
         if window is not None:
             conditions.append(event_table.c.timestamp < _PlusSeconds(exposures.c.first_exposure, literal(window)))
         return conditions
 
-    def _entity_values(self, exposures: CTE, source: EventSource, rules: ExposureRules, window: int | None, name: str):
-        """Per exposed entity, the source's value (count, property sum, …) after exposure."""
-        metric_events = events.alias(f"{name}_events")
-        prop = metric_events.c.properties[source.math_property or ""].as_float()
+    @staticmethod
+    def _source_condition(event_table, source: EventSource) -> ColumnElement[bool]:
+        conditions = [_property_condition(event_table.c.properties, item) for item in source.properties]
+        if source.event is not None:
+            conditions.append(event_table.c.event == source.event)
+        return and_(true(), *conditions)
+
+    @staticmethod
+    def _source_value(event_table, source: EventSource, condition: ColumnElement[bool]):
+        """The source's per-entity aggregate, restricted to its own events (`FILTER (WHERE ...)`)."""
+        prop = event_table.c.properties[source.math_property or ""].as_float()
         value = {
-            "total": func.count(),
-            "sum": func.sum(prop),
-            "avg": func.avg(prop),
-            "min": func.min(prop),
-            "max": func.max(prop),
-            "unique_session": func.count(func.distinct(metric_events.c.properties["$session_id"].as_string())),
-        }[source.math]
-        return (
-            select(exposures.c.distinct_id, cast(value, Float).label("value"))
+            "total": lambda: func.count(),
+            "sum": lambda: func.sum(prop),
+            "avg": lambda: func.avg(prop),
+            "min": lambda: func.min(prop),
+            "max": lambda: func.max(prop),
+            "unique_session": lambda: func.count(func.distinct(event_table.c.properties["$session_id"].as_string())),
+        }[source.math]()
+        return cast(value.filter(condition), Float)
+
+    async def _prepare(self) -> None:
+        """Give PostgreSQL room to hash a million entities in memory for this transaction."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(text("SET LOCAL work_mem = '256MB'"))
+            await self.session.execute(text("SET LOCAL jit = off"))
+
+    async def metric_aggregates(self, rules: ExposureRules, metric: MetricQuery) -> dict[str, VariantAggregate]:
+        """Per-variant n / sum / sum_squares (and ratio or funnel extras), `$multiple` included.
+
+        Entities without metric events contribute zeros, so sums need only the entities that have
+        events (one join, one pass for both ratio sources) and `n` comes from the exposures alone.
+        """
+        await self._prepare()
+        exposures = self._exposures(rules)
+        if metric.metric_type == "funnel":
+            return await self._funnel_aggregates(exposures, rules, metric.sources, metric.conversion_window_seconds)
+        metric_events = events.alias("metric_events")
+        conditions = [self._source_condition(metric_events, source) for source in metric.sources]
+        values = [
+            self._source_value(metric_events, source, condition).label(f"value_{index}")
+            for index, (source, condition) in enumerate(zip(metric.sources, conditions, strict=True))
+        ]
+        per_entity = (
+            select(exposures.c.variant, *values)
             .select_from(
                 exposures.join(
                     metric_events,
-                    and_(*self._metric_event_conditions(
-                        metric_events, source, exposures, exposures.c.first_exposure, rules, window
-                    )),
+                    and_(
+                        *self._metric_event_conditions(
+                            metric_events, exposures, exposures.c.first_exposure, rules, metric.conversion_window_seconds
+                        ),
+                        or_(*conditions),
+                    ),
                 )
             )
-            .group_by(exposures.c.distinct_id)
-            .subquery(name)
+            .group_by(exposures.c.distinct_id, exposures.c.variant)
+            .subquery("per_entity")
         )
-
-    async def metric_aggregates(self, rules: ExposureRules, metric: MetricQuery) -> dict[str, VariantAggregate]:
-        """Per-variant n / sum / sum_squares (and ratio or funnel extras), `$multiple` included."""
-        exposures = self._exposures(rules)
-        window = metric.conversion_window_seconds
-        if metric.metric_type == "funnel":
-            return await self._funnel_aggregates(exposures, rules, metric.sources, window)
+        value = func.coalesce(per_entity.c.value_0, 0.0)
+        sums = [func.sum(value), func.sum(value * value)]
         if metric.metric_type == "ratio":
-            numerator = self._entity_values(exposures, metric.sources[0], rules, window, "numerator")
-            denominator = self._entity_values(exposures, metric.sources[1], rules, window, "denominator")
-            num = func.coalesce(numerator.c.value, 0.0)
-            den = func.coalesce(denominator.c.value, 0.0)
-            query = (
-                select(
-                    exposures.c.variant,
-                    func.count(),
-                    func.sum(num),
-                    func.sum(num * num),
-                    func.sum(den),
-                    func.sum(den * den),
-                    func.sum(num * den),
-                )
-                .select_from(
-                    exposures.outerjoin(numerator, numerator.c.distinct_id == exposures.c.distinct_id).outerjoin(
-                        denominator, denominator.c.distinct_id == exposures.c.distinct_id
-                    )
-                )
-                .group_by(exposures.c.variant)
-            )
-            return {
-                key: VariantAggregate(
-                    key=key, number_of_samples=n, sum=float(s or 0), sum_squares=float(ss or 0),
-                    denominator_sum=float(ds or 0), denominator_sum_squares=float(dss or 0),
-                    sum_of_products=float(sop or 0),
-                )
-                for key, n, s, ss, ds, dss, sop in (await self.session.execute(query)).all()
-            }
-        values = self._entity_values(exposures, metric.sources[0], rules, window, "entity_values")
-        value = func.coalesce(values.c.value, 0.0)
-        query = (
-            select(exposures.c.variant, func.count(), func.sum(value), func.sum(value * value))
-            .select_from(exposures.outerjoin(values, values.c.distinct_id == exposures.c.distinct_id))
-            .group_by(exposures.c.variant)
+            denominator = func.coalesce(per_entity.c.value_1, 0.0)
+            sums += [func.sum(denominator), func.sum(denominator * denominator), func.sum(value * denominator)]
+        per_variant = select(per_entity.c.variant, *sums).group_by(per_entity.c.variant).subquery("per_variant")
+        counts = select(exposures.c.variant, func.count().label("n")).group_by(exposures.c.variant).subquery("counts")
+        query = select(counts.c.variant, counts.c.n, *list(per_variant.c)[1:]).select_from(
+            counts.outerjoin(per_variant, per_variant.c.variant == counts.c.variant)
         )
-        return {
-            key: VariantAggregate(key=key, number_of_samples=n, sum=float(s or 0), sum_squares=float(ss or 0))
-            for key, n, s, ss in (await self.session.execute(query)).all()
-        }
+        aggregates = {}
+        for key, n, *totals in (await self.session.execute(query)).all():
+            totals = [float(total or 0) for total in totals]
+            extra = {}
+            if metric.metric_type == "ratio":
+                extra = {"denominator_sum": totals[2], "denominator_sum_squares": totals[3], "sum_of_products": totals[4]}
+            aggregates[key] = VariantAggregate(key=key, number_of_samples=n, sum=totals[0], sum_squares=totals[1], **extra)
+        return aggregates
 
     async def _funnel_aggregates(
         self, exposures: CTE, rules: ExposureRules, steps: tuple[EventSource, ...], window: int | None
     ) -> dict[str, VariantAggregate]:
         """Ordered steps after exposure: each step's earliest event at or after the previous step."""
-        reached = []
+        counts = [select(literal(-1).label("step"), exposures.c.variant, func.count()).group_by(exposures.c.variant)]
         previous = select(
-            exposures.c.distinct_id, exposures.c.first_exposure, exposures.c.first_exposure.label("reached_at")
+            exposures.c.distinct_id, exposures.c.variant, exposures.c.first_exposure,
+            exposures.c.first_exposure.label("reached_at"),
         ).cte("funnel_exposed")
         for index, step in enumerate(steps):
             step_events = events.alias(f"step_{index}_events")
-            conditions = self._metric_event_conditions(
-                step_events, step, previous, previous.c.reached_at, rules, window
-            )
+            conditions = self._metric_event_conditions(step_events, previous, previous.c.reached_at, rules, window)
             previous = (
                 select(
                     previous.c.distinct_id,
+                    previous.c.variant,
                     previous.c.first_exposure,
                     func.min(step_events.c.timestamp).label("reached_at"),
                 )
-                .select_from(previous.join(step_events, and_(*conditions)))
-                .group_by(previous.c.distinct_id, previous.c.first_exposure)
+                .select_from(
+                    previous.join(step_events, and_(*conditions, self._source_condition(step_events, step)))
+                )
+                .group_by(previous.c.distinct_id, previous.c.variant, previous.c.first_exposure)
                 .cte(f"funnel_step_{index}")
             )
-            reached.append(previous)
-        joined = exposures
-        step_flags = []
-        for step_cte in reached:
-            joined = joined.outerjoin(step_cte, step_cte.c.distinct_id == exposures.c.distinct_id)
-            step_flags.append(func.sum(case((step_cte.c.distinct_id.is_not(None), 1), else_=0)))
-        query = select(exposures.c.variant, func.count(), *step_flags).select_from(joined).group_by(exposures.c.variant)
+            counts.append(select(literal(index), previous.c.variant, func.count()).group_by(previous.c.variant))
+        rows = (await self.session.execute(union_all(*counts))).all()
+        exposed = {variant: n for step, variant, n in rows if step == -1}
+        reached = {(step, variant): n for step, variant, n in rows if step >= 0}
         aggregates = {}
-        for key, n, *step_counts in (await self.session.execute(query)).all():
-            conversions = float(step_counts[-1] or 0) if step_counts else 0.0
+        for key, n in exposed.items():
+            step_counts = [int(reached.get((index, key), 0)) for index in range(len(steps))]
+            conversions = float(step_counts[-1])
             aggregates[key] = VariantAggregate(
-                key=key, number_of_samples=n, sum=conversions, sum_squares=conversions,
-                step_counts=[int(count or 0) for count in step_counts],
+                key=key, number_of_samples=n, sum=conversions, sum_squares=conversions, step_counts=step_counts
             )
         return aggregates
 
     async def exposure_counts(self, rules: ExposureRules) -> dict[str, int]:
+        await self._prepare()
         exposures = self._exposures(rules)
         query = select(exposures.c.variant, func.count()).group_by(exposures.c.variant)
         return {key: n for key, n in (await self.session.execute(query)).all()}

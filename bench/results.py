@@ -1,0 +1,155 @@
+"""Results latency: a 3-variant experiment with 1,000,000 exposures and 1,000,000 conversion events on
+PostgreSQL, bulk-loaded with INSERT ... SELECT, then `GET .../results/` timed in-process (ASGI, no network).
+
+Prints seconds per call for a mean (count) metric, a funnel and a ratio metric. Target: ≤ 1 s.
+
+    .venv/bin/python bench/results.py [--exposures 1000000] [--conversions 1000000] [--calls 5]
+
+The PostgreSQL server comes from `--database-url` (default `$TEST_DATABASE_URL`, else
+`postgresql+asyncpg://postgres@127.0.0.1:5432/postgres`); a database is created for the run and
+dropped afterwards.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from experiments_service import migrate
+from experiments_service.app import create_app
+from experiments_service.auth.service import create_project, ensure_user, issue_personal_api_key
+from experiments_service.models import Experiment, FeatureFlag
+from experiments_service.settings import Settings
+
+DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+VARIANTS = ("control", "test", "test_2")
+FLAG_KEY = "bench-results"
+
+
+async def connect(url: str, database: str | None = None) -> asyncpg.Connection:
+    parsed = make_url(url)
+    return await asyncpg.connect(
+        host=parsed.host or "127.0.0.1", port=parsed.port or 5432, user=parsed.username or "postgres",
+        password=parsed.password, database=database or parsed.database or "postgres",
+    )
+
+
+def metric(metric_type: str, **definition) -> dict:
+    return {"kind": "ExperimentMetric", "metric_type": metric_type, "uuid": f"bench-{metric_type}", **definition}
+
+
+METRICS = [
+    metric("mean", source={"kind": "EventsNode", "event": "purchase"}),
+    metric("funnel", series=[{"kind": "EventsNode", "event": "purchase"}]),
+    metric("ratio", numerator={"kind": "EventsNode", "event": "purchase", "math": "sum", "math_property": "amount"},
+           denominator={"kind": "EventsNode", "event": "purchase"}),
+]
+
+
+async def load_events(url: str, project_id: int, exposures: int, conversions: int, start: datetime) -> None:
+    """Bulk INSERT ... SELECT in the database: one `$feature_flag_called` per person over six days,
+    then conversions on the seventh day spread over random people (seeded, so runs repeat)."""
+    conn = await connect(url, make_url(url).database)
+    try:
+        await conn.execute("SELECT setseed(0.42)")
+        await conn.execute(
+            """
+            INSERT INTO events (project_id, uuid, event, distinct_id, timestamp, properties, flag_key, flag_response, created_at)
+            SELECT $1, gen_random_uuid(), '$feature_flag_called', 'user-' || i,
+                   $2::timestamptz + make_interval(secs => floor(random() * 6 * 86400)),
+                   json_build_object('$feature_flag', $3::text, '$feature_flag_response', ($4::text[])[i % 3 + 1]),
+                   $3, ($4::text[])[i % 3 + 1], now()
+            FROM generate_series(0, $5 - 1) AS i
+            """,
+            project_id, start, FLAG_KEY, list(VARIANTS), exposures,
+        )
+        await conn.execute(
+            """
+            INSERT INTO events (project_id, uuid, event, distinct_id, timestamp, properties, created_at)
+            SELECT $1, gen_random_uuid(), 'purchase', 'user-' || floor(random() * $3)::int,
+                   $2::timestamptz + make_interval(secs => 6 * 86400 + floor(random() * 86400)),
+                   json_build_object('amount', round((random() * 40)::numeric, 2)), now()
+            FROM generate_series(1, $4)
+            """,
+            project_id, start, exposures, conversions,
+        )
+        await conn.execute("ANALYZE events")
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
+    parser.add_argument("--exposures", type=int, default=1_000_000)
+    parser.add_argument("--conversions", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    args = parser.parse_args()
+
+    name = f"bench_results_{uuid.uuid4().hex[:8]}"
+    admin = await connect(args.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
+    app = None
+    try:
+        await asyncio.to_thread(migrate.upgrade, url)
+        app = create_app(Settings(database_url=url, run_worker=False))
+        print(f"database {name}")
+        start = datetime.now(UTC) - timedelta(days=8)
+        async with app.state.db.transaction() as session:
+            project = await create_project(session, "bench")
+            user = await ensure_user(session, "bench@example.com", project)
+            key = await issue_personal_api_key(session, user, ["experiment:read"])
+            flag = FeatureFlag(project_id=project.id, key=FLAG_KEY, name=FLAG_KEY, filters={
+                "groups": [{"properties": [], "rollout_percentage": 100}],
+                "multivariate": {"variants": [{"key": k, "rollout_percentage": p} for k, p in zip(VARIANTS, (34, 33, 33), strict=True)]},
+            })
+            session.add(flag)
+            await session.flush()
+            experiment = Experiment(project_id=project.id, name="bench", feature_flag_id=flag.id, start_date=start,
+                                    status="running", metrics=METRICS, stats_config={"method": "bayesian"})
+            session.add(experiment)
+            await session.flush()
+        loading = time.perf_counter()
+        await load_events(url, project.id, args.exposures, args.conversions, start)
+        print(f"loaded {args.exposures:,} exposures + {args.conversions:,} conversions in {time.perf_counter() - loading:.1f} s")
+
+        headers = {"Authorization": f"Bearer {key.secret}"}
+        path = f"/api/projects/{project.id}/experiments/{experiment.id}/results/"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as client:
+            for entry in METRICS:
+                timings = []
+                for _ in range(args.calls):
+                    began = time.perf_counter()
+                    response = await client.get(path, params={"metric_uuid": entry["uuid"]}, headers=headers)
+                    timings.append(time.perf_counter() - began)
+                    assert response.status_code == 200, response.text
+                body = response.json()
+                print(
+                    f"{entry['metric_type']:>6}: median {statistics.median(timings):.3f} s/call "
+                    f"(min {min(timings):.3f}, max {max(timings):.3f}) exposures={body['exposures']}"
+                )
+            began = time.perf_counter()
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 200, response.text
+            print(f"all {len(METRICS)} metrics in one call: {time.perf_counter() - began:.3f} s")
+    finally:
+        if app is not None:
+            await app.state.db.dispose()
+        if not args.keep:
+            admin = await connect(args.database_url)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
