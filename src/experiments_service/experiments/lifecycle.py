@@ -15,7 +15,7 @@ from transitions import Machine, MachineError
 from experiments_service.activity import record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
-from experiments_service.experiments.validation import TOO_FEW_VARIANTS, variant_keys
+from experiments_service.experiments.validation import NO_CONTROL_VARIANT, TOO_FEW_VARIANTS, variant_keys
 from experiments_service.flags.validation import variants_of
 from experiments_service.models import Experiment, FeatureFlag, User
 
@@ -81,7 +81,7 @@ class ExperimentStatus:
 GUARD_MESSAGES: dict[str, Callable[[ExperimentStatus], str]] = {
     "flag_is_live": lambda _: "Experiment cannot be launched because its feature flag has been deleted.",
     "flag_has_two_variants": lambda _: TOO_FEW_VARIANTS,
-    "flag_has_control": lambda _: "Feature flag must have a variant with key 'control'",
+    "flag_has_control": lambda _: NO_CONTROL_VARIANT,
     "variant_exists": lambda model: f"Variant '{model.variant_key}' not found on feature flag.",
 }
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -44,6 +45,15 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
 
 def _service(session: SessionDep, context: ProjectContext) -> ExperimentService:
     return ExperimentService(session, context.project_id, context.user)
+
+
+async def _act(
+    experiment_id: int, session: SessionDep, context: ProjectContext, step: Callable[..., Awaitable[Any]], *args: Any
+) -> ExperimentOut:
+    """Lock the experiment and its flag, run one lifecycle step on them, render the result."""
+    service = _service(session, context)
+    experiment, flag = await service.get_for_write(experiment_id)
+    return await service.render(await step(service, experiment, flag, *args))
 
 
 async def action_body(request: Request) -> dict[str, Any]:
@@ -122,25 +132,19 @@ async def destroy_experiment(experiment_id: int, context: ExperimentWrite) -> No
 @router.post(DETAIL + "launch/", response_model=ExperimentOut, responses=ACTION_ERRORS)
 async def launch(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Start a draft now and turn its feature flag on."""
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.launch(experiment, flag))
+    return await _act(experiment_id, session, context, ExperimentService.launch)
 
 
 @router.post(DETAIL + "pause/", response_model=ExperimentOut, responses=ACTION_ERRORS)
 async def pause(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Stop serving variants (flag off) without ending the experiment."""
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.pause(experiment, flag))
+    return await _act(experiment_id, session, context, ExperimentService.pause)
 
 
 @router.post(DETAIL + "resume/", response_model=ExperimentOut, responses=ACTION_ERRORS)
 async def resume(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Serve variants again (flag on)."""
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.resume(experiment, flag))
+    return await _act(experiment_id, session, context, ExperimentService.resume)
 
 
 @router.post(
@@ -154,9 +158,7 @@ async def end(
 ) -> ExperimentOut:
     """End a running or paused experiment; body `{conclusion, conclusion_comment}` (both optional)."""
     request = _parse(EndRequest, body)
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.end(experiment, flag, request))
+    return await _act(experiment_id, session, context, ExperimentService.end, request)
 
 
 @router.post(
@@ -176,30 +178,22 @@ async def ship_variant(
     Body: `{variant_key, release_to_everyone?, conclusion?, conclusion_comment?}`.
     """
     request = _parse(ShipVariantRequest, body)
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.ship_variant(experiment, flag, request))
+    return await _act(experiment_id, session, context, ExperimentService.ship_variant, request)
 
 
 @router.post(DETAIL + "reset/", response_model=ExperimentOut, responses=ERRORS)
 async def reset(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Back to draft: dates, archive flag and conclusion cleared; the feature flag is left alone."""
-    service = _service(session, context)
-    experiment, flag = await service.get_for_write(experiment_id)
-    return await service.render(await service.reset(experiment, flag))
+    return await _act(experiment_id, session, context, ExperimentService.reset)
 
 
 @router.post(DETAIL + "archive/", response_model=ExperimentOut, responses=ERRORS)
 async def archive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Hide an ended experiment from the default list."""
-    service = _service(session, context)
-    experiment, _ = await service.get_for_write(experiment_id)
-    return await service.render(await service.archive(experiment))
+    return await _act(experiment_id, session, context, ExperimentService.archive)
 
 
 @router.post(DETAIL + "unarchive/", response_model=ExperimentOut, responses=ERRORS)
 async def unarchive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Show an archived experiment in the default list again."""
-    service = _service(session, context)
-    experiment, _ = await service.get_for_write(experiment_id)
-    return await service.render(await service.unarchive(experiment))
+    return await _act(experiment_id, session, context, ExperimentService.unarchive)

@@ -310,11 +310,6 @@ class ExperimentService:
         if "stats_config" in sent or new_filters is not None:
             validate_baseline(stats_config, variant_keys(resulting_variants))
 
-        launching = is_draft and "start_date" in sent and data.start_date is not None
-        if launching:
-            problem = self._launch_problem(flag)
-            if problem:
-                raise ValidationError(problem)
         before = snapshot(experiment, LOGGED_FIELDS)
         if new_filters is not None:
             await self.flags.update_flag(flag, {"filters": new_filters})
@@ -359,15 +354,20 @@ class ExperimentService:
     ) -> None:
         """A PATCHed `start_date` launches a draft; a PATCHed `end_date` ends a running experiment."""
         if "start_date" in sent:
+            before = snapshot(experiment, ["status", "start_date"])
             if experiment.status == "draft" and data.start_date is not None:
                 await fire("launch", experiment, flag, effects=lambda: self._activate(flag, True))
+                record_change(self.session, experiment, self.actor, "launched", before)
             elif experiment.status != "draft" and data.start_date is None:
                 await fire("reset", experiment, flag)
+                record_change(self.session, experiment, self.actor, "reset", before)
             experiment.start_date = data.start_date
         if "end_date" in sent:
+            before = snapshot(experiment, ["status", "end_date"])
             experiment.end_date = data.end_date
             if data.end_date is not None and experiment.status in ("running", "paused"):
                 await fire("end", experiment, flag)
+                record_change(self.session, experiment, self.actor, "ended", before)
 
     def _synced_flag_filters(
         self, flag: FeatureFlag, parameters: dict[str, Any], holdout: ExperimentHoldout | None
@@ -460,7 +460,8 @@ class ExperimentService:
         experiment.conclusion = experiment.conclusion_comment = None
         return await self._logged(experiment, "reset", before)
 
-    async def archive(self, experiment: Experiment) -> Experiment:
+    async def archive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
+        """Hide an ended experiment; the flag is left as it is."""
         if experiment.archived:
             raise ValidationError("Experiment is already archived.")
         if experiment.status != "stopped":
@@ -469,7 +470,7 @@ class ExperimentService:
         experiment.archived = True
         return await self._logged(experiment, "archived", before)
 
-    async def unarchive(self, experiment: Experiment) -> Experiment:
+    async def unarchive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         if not experiment.archived:
             raise ValidationError("Experiment is not archived.")
         before = snapshot(experiment, ["archived"])
@@ -494,12 +495,6 @@ class ExperimentService:
         if "start_date" in sent and "end_date" in sent and data.start_date and data.end_date:
             if data.start_date >= data.end_date:
                 raise ValidationError("End date must be after start date")
-
-    @staticmethod
-    def _launch_problem(flag: FeatureFlag) -> str | None:
-        if flag.deleted:
-            return "Experiment cannot be launched because its feature flag has been deleted."
-        return flag_variant_problem(variants_of(flag.filters or {}))
 
     async def _load_holdout(self, holdout_id: int | None) -> ExperimentHoldout | None:
         if holdout_id is None:

@@ -18,6 +18,7 @@ EXPOSURE_SHAPE = (
     '"event": "$feature_flag_called", "properties": []}}'
 )
 TOO_FEW_VARIANTS = "Feature flag must have at least 2 variants (control and at least one test variant)"
+NO_CONTROL_VARIANT = "Feature flag must have a variant with key 'control'"
 
 
 def _object_expected(value: Any, attr: str) -> ValidationError:
@@ -203,5 +204,5 @@ def flag_variant_problem(variants: list[dict[str, Any]]) -> str | None:
     if len(variants) < 2:
         return TOO_FEW_VARIANTS
     if "control" not in variant_keys(variants):
-        return "Feature flag must have a variant with key 'control'"
+        return NO_CONTROL_VARIANT
     return None
