@@ -169,3 +169,27 @@ class TestLifecycleUnderApproval:
         stored = await load_experiment(app, experiment["id"])
         assert (stored.status, stored.start_date) == ("draft", None)
         assert (await load_flag(app, experiment["feature_flag"]["id"])).active is False
+
+
+class TestFlagSwitchOfAnExperimentFlag:
+    async def test_retried_flag_patch_brings_the_experiment_in_step(self, kit, app):
+        approver_headers, approver = await member(kit)
+        experiment = await _running_experiment(kit)
+        flag_id = experiment["feature_flag"]["id"]
+        await create_policy(kit, "feature_flag.disable", [approver])
+        flag_url = f"{kit.base}/feature_flags/{flag_id}/"
+
+        gated = await kit.client.patch(flag_url, json={"active": False}, headers=kit.headers)
+        assert gated.status_code == 409
+        assert (await load_experiment(app, experiment["id"])).status == "running"
+        approved = await kit.client.post(
+            f"{kit.base}/change_requests/{gated.json()['change_request_id']}/approve/", headers=approver_headers
+        )
+        assert approved.json()["status"] == "applied"
+
+        retry = await kit.client.patch(flag_url, json={"active": False}, headers=kit.headers)
+
+        assert retry.status_code == 200, retry.text
+        assert (await load_experiment(app, experiment["id"])).status == "paused"
+        resumed = await experiment_action(kit, experiment["id"], "resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running"

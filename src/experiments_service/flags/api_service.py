@@ -74,9 +74,10 @@ class FlagsAPI:
             changes["ensure_experience_continuity"] = bool(sent["ensure_experience_continuity"])
         if "evaluation_tags" in sent or "evaluation_contexts" in sent:
             changes["evaluation_tags"] = list(_evaluation_tags(body) or [])
-        was_active = flag.active
         flag = await self.service.update_flag(flag, changes, request_data=sent)
-        if flag.active != was_active:
+        # Also when `active` is sent unchanged: retrying a switch an approved change request
+        # already applied brings the flag's experiments in step.
+        if "active" in changes:
             await self._sync_experiments(flag)
         return await self.render_one(flag)
 
