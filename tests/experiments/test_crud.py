@@ -178,6 +178,14 @@ class TestCreateLinksExistingFlag:
         body = await create_experiment(kit, 400, feature_flag_key="single")
         assert body == error("Feature flag must have at least 2 variants (control and at least one test variant)")
 
+    async def test_created_running_on_an_inactive_linked_flag_is_paused(self, kit, app):
+        flag_id = await make_flag(kit, "off-flag", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
+                                  active=False)
+        body = await create_experiment(kit, feature_flag_key="off-flag", start_date="2024-06-01T00:00:00Z")
+        assert body["status"] == "paused" and body["feature_flag"]["active"] is False
+        assert (await stored_experiment(app, body["id"])).status == "paused"
+        assert (await stored_flag(app, flag_id)).active is False
+
     async def test_deleted_flag_with_the_key_is_ignored(self, kit, app):
         deleted_id = await make_flag(kit, "reused", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
                                      deleted=True)

@@ -192,6 +192,8 @@ class TestDatesMoveTheStatus:
         assert body["feature_flag"]["active"] is True
         assert (await stored_experiment(app, experiment["id"])).status == "running"
         assert (await stored_flag(app, experiment["feature_flag"]["id"])).active is True
+        logged = [a.activity for a in await activities(app, kit.project_id, experiment["id"])]
+        assert logged == ["created", "launched", "updated"]
 
     async def test_start_date_with_a_deleted_flag_is_refused(self, kit, app):
         experiment = await create_experiment(kit)
