@@ -193,3 +193,29 @@ class TestFlagSwitchOfAnExperimentFlag:
         assert (await load_experiment(app, experiment["id"])).status == "paused"
         resumed = await experiment_action(kit, experiment["id"], "resume")
         assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+
+
+class TestExperimentPatchUnderApproval:
+    async def test_split_edit_is_gated_and_leaves_the_experiment_untouched(self, kit, app):
+        _, approver = await member(kit)
+        experiment = await _running_experiment(kit)
+        flag_id = experiment["feature_flag"]["id"]
+        await create_policy(kit, "feature_flag.update", [approver])
+        before = await _state(app, experiment["id"], flag_id)
+        variants = [{"key": "control", "rollout_percentage": 75}, {"key": "test", "rollout_percentage": 25}]
+
+        response = await kit.client.patch(
+            f"{kit.base}/experiments/{experiment['id']}/",
+            json={"description": "new split", "parameters": {"feature_flag_variants": variants},
+                  "update_feature_flag_params": True},
+            headers=kit.headers,
+        )
+
+        assert response.status_code == 409, response.text
+        assert response.json()["change_request"]["intent"]["triggered_paths"] == [
+            "multivariate.variants[0].rollout_percentage", "multivariate.variants[1].rollout_percentage",
+        ]
+        stored = await load_experiment(app, experiment["id"])
+        assert (stored.description, stored.parameters) == (experiment["description"], experiment["parameters"])
+        assert await _state(app, experiment["id"], flag_id) == before
+        assert len(await change_requests(app, kit.project_id)) == 1
