@@ -15,7 +15,13 @@ from experiments_service.approvals.schemas import (
     DecisionIn,
     DecisionOut,
 )
-from experiments_service.approvals.service import ChangeRequestService, PolicyService, expire_due, load_users
+from experiments_service.approvals.service import (
+    ChangeRequestService,
+    Decision,
+    PolicyService,
+    expire_due,
+    load_users,
+)
 from experiments_service.auth.dependencies import ProjectContext, require_scope
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.errors import NotFound
@@ -140,15 +146,20 @@ async def retrieve_change_request(change_request_id: str, context: ApprovalRead,
     return rendered
 
 
+async def _decided(service: ChangeRequestService, decision: Decision) -> DecisionOut:
+    [rendered] = await service.render([decision.request])
+    return DecisionOut(
+        status=decision.status, message=decision.message, change_request=rendered, result=decision.result
+    )
+
+
 @router.post(CHANGE_REQUEST + "approve/", response_model=DecisionOut, responses=ERRORS)
 async def approve_change_request(
     change_request_id: str, context: ApprovalWrite, session: SessionDep, body: DecisionIn | None = None
 ):
     """Approve; reaching the quorum applies the stored change to the flag at once."""
     service = ChangeRequestService(session, context.project_id, context.user)
-    decided, status, message, result = await service.approve(_uuid(change_request_id), (body or DecisionIn()).text)
-    [rendered] = await service.render([decided])
-    return DecisionOut(status=status, message=message, change_request=rendered, result=result)
+    return await _decided(service, await service.approve(_uuid(change_request_id), (body or DecisionIn()).text))
 
 
 @router.post(CHANGE_REQUEST + "reject/", response_model=DecisionOut, responses=ERRORS)
@@ -157,9 +168,7 @@ async def reject_change_request(
 ):
     """Reject with a reason (`reason` or `comment`); the change is never applied."""
     service = ChangeRequestService(session, context.project_id, context.user)
-    decided = await service.reject(_uuid(change_request_id), (body or DecisionIn()).text)
-    [rendered] = await service.render([decided])
-    return DecisionOut(status="rejected", message="Change request rejected.", change_request=rendered)
+    return await _decided(service, await service.reject(_uuid(change_request_id), (body or DecisionIn()).text))
 
 
 @router.post(CHANGE_REQUEST + "cancel/", response_model=DecisionOut, responses=ERRORS)
@@ -168,9 +177,7 @@ async def cancel_change_request(
 ):
     """The requester withdraws a pending change request (it ends `rejected`, noted as cancelled)."""
     service = ChangeRequestService(session, context.project_id, context.user)
-    decided = await service.cancel(_uuid(change_request_id), (body or DecisionIn()).text)
-    [rendered] = await service.render([decided])
-    return DecisionOut(status="rejected", message="Change request canceled.", change_request=rendered)
+    return await _decided(service, await service.cancel(_uuid(change_request_id), (body or DecisionIn()).text))
 
 
 # --- activity log -------------------------------------------------------------------------------

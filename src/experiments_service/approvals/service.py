@@ -5,6 +5,7 @@ applied at once, or refused when the flag moved since the request) | `rejected` 
 said no, or the requester cancelled) | `expired` (past `expires_at`, never applied).
 """
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -206,6 +207,16 @@ async def expire_due(session: AsyncSession, project_id: int, *, resource_id: str
     return len(due)
 
 
+@dataclass
+class Decision:
+    """The outcome of a vote or a cancellation, as the decision endpoints report it."""
+
+    request: ChangeRequest
+    status: str
+    message: str
+    result: dict[str, Any] | None = None
+
+
 class ChangeRequestService:
     """What a project member can do with change requests."""
 
@@ -252,8 +263,8 @@ class ChangeRequestService:
         if any(vote.created_by_id == self.actor.id for vote in votes):
             raise ValidationError("You have already voted on this change request.", code="already_voted")
 
-    async def approve(self, change_request_id: UUID, reason: str) -> tuple[ChangeRequest, str, str, dict | None]:
-        """Record an approval; on quorum apply the intent. Returns (request, status, message, result)."""
+    async def approve(self, change_request_id: UUID, reason: str) -> Decision:
+        """Record an approval; on quorum apply the intent."""
         request = await self._locked(change_request_id)
         self._ensure_open(request, "approved")
         votes = (await self.repo.votes_by_request([request.id])).get(request.id, [])
@@ -269,13 +280,13 @@ class ChangeRequestService:
         )
         if count < quorum:
             await self.session.flush()
-            return request, "approved", f"Approval recorded. {count}/{quorum} approvals received.", None
+            return Decision(request, "approved", f"Approval recorded. {count}/{quorum} approvals received.")
         request.state = "approved"
         await self.session.flush()
         result = await self._apply(request)
         if request.state == "failed":
-            return request, "failed", f"Quorum reached but application failed: {request.apply_error}", None
-        return request, "applied", "Quorum reached. Change applied successfully.", result
+            return Decision(request, "failed", f"Quorum reached but application failed: {request.apply_error}")
+        return Decision(request, "applied", "Quorum reached. Change applied successfully.", result)
 
     async def _apply(self, request: ChangeRequest) -> dict[str, Any] | None:
         """Write the approved intent to the flag in this transaction, unless the flag moved."""
@@ -324,7 +335,7 @@ class ChangeRequestService:
         await self.session.flush()
         return request.result_data
 
-    async def reject(self, change_request_id: UUID, reason: str) -> ChangeRequest:
+    async def reject(self, change_request_id: UUID, reason: str) -> Decision:
         request = await self._locked(change_request_id)
         self._ensure_open(request, "rejected")
         votes = (await self.repo.votes_by_request([request.id])).get(request.id, [])
@@ -338,9 +349,9 @@ class ChangeRequestService:
             self.session, request, "rejected", user_id=self.actor.id, before_state="pending", extra={"reason": reason}
         )
         await self.session.flush()
-        return request
+        return Decision(request, "rejected", "Change request rejected.")
 
-    async def cancel(self, change_request_id: UUID, reason: str) -> ChangeRequest:
+    async def cancel(self, change_request_id: UUID, reason: str) -> Decision:
         """The requester withdraws a pending request: it becomes `rejected` with their note."""
         request = await self._locked(change_request_id)
         if request.created_by_id != self.actor.id:
@@ -354,5 +365,5 @@ class ChangeRequestService:
             self.session, request, "cancelled", user_id=self.actor.id, before_state="pending", extra={"reason": reason}
         )
         await self.session.flush()
-        return request
+        return Decision(request, "rejected", "Change request canceled.")
 
