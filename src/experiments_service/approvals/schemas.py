@@ -76,7 +76,7 @@ class ApprovalPolicyOut(BaseModel):
             bypass_users=list(policy.bypass_users or []),
             expires_after=format_duration(policy.expires_after_seconds),
             enabled=policy.enabled,
-            created_by=UserBasic.of(users.get(policy.created_by_id)) if policy.created_by_id else None,
+            created_by=UserBasic.of(users.get(policy.created_by_id)),
             created_at=policy.created_at,
             updated_at=policy.updated_at,
         )
@@ -98,7 +98,7 @@ class ApprovalOut(BaseModel):
     def of(cls, vote: Approval, users: dict[int, User]) -> "ApprovalOut":
         return cls(
             id=str(vote.id),
-            created_by=UserBasic.of(users.get(vote.created_by_id)) if vote.created_by_id else None,
+            created_by=UserBasic.of(users.get(vote.created_by_id)),
             decision=vote.decision,
             reason=vote.reason,
             created_at=vote.created_at,
@@ -154,8 +154,8 @@ class ChangeRequestOut(BaseModel):
             validation_errors=request.validation_errors,
             validated_at=request.validated_at,
             state=request.state,
-            created_by=UserBasic.of(users.get(request.created_by_id)) if request.created_by_id else None,
-            applied_by=UserBasic.of(users.get(request.applied_by_id)) if request.applied_by_id else None,
+            created_by=UserBasic.of(users.get(request.created_by_id)),
+            applied_by=UserBasic.of(users.get(request.applied_by_id)),
             created_at=request.created_at,
             updated_at=request.updated_at,
             expires_at=request.expires_at,
@@ -211,7 +211,7 @@ class ActivityLogEntry(BaseModel):
     def of(cls, entry: ActivityLog, users: dict[int, User]) -> "ActivityLogEntry":
         return cls(
             id=str(entry.id),
-            user=UserBasic.of(users.get(entry.user_id)) if entry.user_id else None,
+            user=UserBasic.of(users.get(entry.user_id)),
             activity=entry.activity,
             scope=entry.scope,
             item_id=entry.item_id,
