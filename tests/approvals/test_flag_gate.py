@@ -453,6 +453,21 @@ class TestConcurrentAttempts:
         assert (await load_flag(app, flag["id"])).active is False
 
 
+class TestDecisionScopes:
+    async def test_read_scope_cannot_decide(self, kit, client, app):
+        _, approver = await member(kit)
+        await create_policy(kit, "feature_flag.enable", [approver])
+        flag = await create_flag(kit, active=False)
+        gated = (await _patch(kit, flag["id"], {"active": True})).json()
+        reader, _ = await kit.key(["approval:read"])
+        assert (await client.get(f"{kit.base}/change_requests/", headers=reader)).status_code == 200
+        response = await _decide(kit, gated["change_request_id"], "approve", reader)
+        assert response.status_code == 403
+        assert response.json()["detail"] == "API key missing required scope 'approval:write'"
+        [stored] = await change_requests(app, kit.project_id)
+        assert stored.state == "pending"
+
+
 class TestApplyFailure:
     async def test_apply_that_cannot_be_written_fails_cleanly(self, kit, app):
         approver_headers, approver = await member(kit)

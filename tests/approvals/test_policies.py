@@ -230,3 +230,19 @@ class TestScopes:
         assert response.status_code == 403
         assert response.json()["detail"] == "API key missing required scope 'approval:read'"
         assert (await client.get(f"{kit.base}/approval_policies/")).status_code == 401
+
+    async def test_patch_onto_an_action_that_has_a_policy(self, kit, client, app):
+        _, approver = await member(kit)
+        await create_policy(kit, "feature_flag.enable", [approver])
+        update = await create_policy(
+            kit, "feature_flag.update", [approver], conditions={"type": "any_change"}
+        )
+        url = f"{kit.base}/approval_policies/{update['id']}/"
+        taken = await client.patch(url, json={"action_key": "feature_flag.enable"}, headers=kit.headers)
+        assert taken.status_code == 400 and taken.json()["attr"] == "action_key"
+        # Conditions are re-checked against the new action: enable policies take none.
+        await client.delete(f"{kit.base}/approval_policies/{(await _policies_in_db(app, kit.project_id))[0].id}/",
+                            headers=kit.headers)
+        moved = await client.patch(url, json={"action_key": "feature_flag.disable"}, headers=kit.headers)
+        assert moved.status_code == 400 and moved.json()["attr"] == "conditions"
+        assert (await client.get(url, headers=kit.headers)).json()["action_key"] == "feature_flag.update"
