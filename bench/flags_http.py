@@ -2,7 +2,9 @@
 PostgreSQL database, a project with 10 flags (an experiment's flag, payloads, person-property
 conditions), and `POST /flags/?v=2` driven over 32 keep-alive connections on loopback.
 
-Prints throughput and p50/p99 latency for `--workers 1` and then `--workers 2`.
+Prints throughput and p50/p99 latency for `--workers 1` and then `--workers 2`, with the CPU
+time the server used (requests per CPU-second stays meaningful on a machine shared with other
+work, where wall-clock throughput does not).
 
     .venv/bin/python bench/flags_http.py [--seconds 10] [--connections 32] [--generators 1]
 
@@ -199,20 +201,23 @@ def main() -> int:
         project = asyncio.run(prepare_project(database_url))
         created = False
         for workers in [int(w) for w in args.workers.split(",")]:
-            with running_server(database_url, workers=workers) as base:
+            with running_server(database_url, workers=workers) as server:
                 if not created:
-                    create_flags(base, project)
+                    create_flags(server.url, project)
                     created = True
-                port = int(base.rsplit(":", 1)[1])
-                requests = build_requests(port, project["token"])
-                sample = httpx.post(f"{base}/flags/?v=2", content=requests[0].split(b"\r\n\r\n", 1)[1]).json()
+                requests = build_requests(server.port, project["token"])
+                sample = httpx.post(f"{server.url}/flags/?v=2", content=requests[0].split(b"\r\n\r\n", 1)[1]).json()
                 assert len(sample["flags"]) == 10 and not sample["errorsWhileComputingFlags"], sample
-                measure(port, requests, args.connections, args.generators, 2)  # warm every worker's cache
-                result = measure(port, requests, args.connections, args.generators, args.seconds)
+                measure(server.port, requests, args.connections, args.generators, 2)  # warm every worker's cache
+                cpu_before = server.cpu_seconds()
+                result = measure(server.port, requests, args.connections, args.generators, args.seconds)
+                server_cpu = server.cpu_seconds() - cpu_before
                 print(
                     f"workers={workers} connections={args.connections} seconds={args.seconds:g}: "
                     f"{result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
-                    f"{result['requests']} requests, {result['errors']} errors",
+                    f"{result['requests']} requests, {result['errors']} errors; "
+                    f"server CPU {server_cpu:.1f} s = {result['requests'] / server_cpu:,.0f} requests per CPU-second; "
+                    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
                     flush=True,
                 )
     finally:

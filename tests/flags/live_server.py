@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,9 +22,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    port: int
+    process_group: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of the server (master and workers)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process_group:  # field 5 of stat: the process group id
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / ticks
+
+
 @contextmanager
-def running_server(database_url: str, *, workers: int = 1, env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Yield the base URL of a server on `database_url`; stop its whole process group afterwards."""
+def running_server(
+    database_url: str, *, workers: int = 1, env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[LiveServer]:
+    """Run a server on `database_url`; stop its whole process group afterwards."""
     port = free_port()
     process = subprocess.Popen(
         [str(EXPERIMENTS), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
@@ -46,7 +72,7 @@ def running_server(database_url: str, *, workers: int = 1, env: dict[str, str] |
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not become healthy")
             time.sleep(0.1)
-        yield base
+        yield LiveServer(url=base, port=port, process_group=process.pid)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -39,7 +39,8 @@ async def test_change_through_one_process_is_served_by_the_other(kit, db_name, d
         pytest.skip("several processes share PostgreSQL; SQLite serves one process")
     url = database_urls["postgresql"]
     slow_ttl = {"FLAG_CACHE_TTL_SECONDS": "30"}
-    with running_server(url, env=slow_ttl) as server_a, running_server(url, env=slow_ttl) as server_b:
+    with running_server(url, env=slow_ttl) as a, running_server(url, env=slow_ttl) as b:
+        server_a, server_b = a.url, b.url
         async with httpx.AsyncClient(timeout=10) as http:
             created = await http.post(
                 f"{server_a}/api/projects/{kit.project_id}/feature_flags/",

@@ -60,8 +60,8 @@ def _normalised(found: dict[str, dict]) -> dict[str, dict]:
 
 @pytest.fixture
 def server(db_name, database_urls):
-    with running_server(database_urls[db_name]) as base:
-        yield base
+    with running_server(database_urls[db_name]) as live:
+        yield live.url
 
 
 def test_sdk_remote_local_and_direct_agree(kit, server):

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
-from experiments_service.flags.evaluation import CompiledFlags
+from experiments_service.flags.evaluation import CompiledFlags, FlagResult
 from experiments_service.flags.groups import GroupTypes
 from experiments_service.flags.repository import CHANGED_PROJECTS, DEFINITIONS_CHANNEL, FlagRepository
 from experiments_service.flags.schemas import MinimalFeatureFlag
@@ -64,16 +64,27 @@ class ProjectFlags:
     definitions_body: bytes
     etag: str
     checked_at: float = field(default_factory=time.monotonic)
+    # Answers for a request that does not narrow the flags, worked out once.
+    all_person_properties: frozenset[str] = field(init=False)
+    all_continuity_flags: list[str] = field(init=False)
+    # A flag's result rendered as `"key": {details}`; results repeat, so each is serialised once.
+    rendered_details: dict[FlagResult, bytes] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.all_person_properties = frozenset().union(*(fact.person_properties for fact in self.facts.values()))
+        self.all_continuity_flags = [key for key, fact in self.facts.items() if fact.continuity]
 
     def person_properties_needed(self, keys: Iterable[str] | None) -> frozenset[str]:
         """Person property keys the conditions of these flags (default: all) read."""
-        facts = self.facts.values() if keys is None else (self.facts[k] for k in keys if k in self.facts)
-        return frozenset().union(*(fact.person_properties for fact in facts))
+        if keys is None:
+            return self.all_person_properties
+        return frozenset().union(*(self.facts[k].person_properties for k in keys if k in self.facts))
 
     def continuity_flags(self, keys: Iterable[str] | None) -> list[str]:
         """Keys of the active flags (among `keys`) that keep experience continuity."""
-        candidates = self.facts if keys is None else [k for k in keys if k in self.facts]
-        return [key for key in candidates if self.facts[key].continuity]
+        if keys is None:
+            return self.all_continuity_flags
+        return [key for key in keys if key in self.facts and self.facts[key].continuity]
 
 
 def _person_property_keys(flag_key: str, filters: Mapping[str, Any]) -> frozenset[str]:

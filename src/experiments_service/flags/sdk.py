@@ -259,6 +259,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
 # --- rendering -------------------------------------------------------------------------------
 
 def _details(project: ProjectFlags, result: FlagResult) -> dict[str, Any]:
+    """PostHog's `FlagDetails` of one result (v2 and later)."""
     facts = project.facts.get(result.key)
     return {
         "key": result.key,
@@ -277,6 +278,19 @@ def _details(project: ProjectFlags, result: FlagResult) -> dict[str, Any]:
             "has_experiment": facts.has_experiment if facts else False,
         },
     }
+
+
+def _rendered_details(project: ProjectFlags, result: FlagResult) -> bytes:
+    """`"key":{details}` as JSON, from the project's memo (the evaluator reuses result objects)."""
+    try:
+        return project.rendered_details[result]
+    except KeyError:
+        rendered = orjson.dumps(result.key) + b":" + orjson.dumps(_details(project, result))
+        if len(project.rendered_details) < 100_000:
+            project.rendered_details[result] = rendered
+        return rendered
+    except TypeError:  # a payload that is not hashable cannot key the memo
+        return orjson.dumps(result.key) + b":" + orjson.dumps(_details(project, result))
 
 
 # Remote-config fields `/decide` has always carried (posthog-js reads them on start).
@@ -298,26 +312,27 @@ def render(
     project: ProjectFlags, results: dict[str, FlagResult], errors: bool, *, endpoint: str, version: int, config: bool
 ) -> bytes:
     """The response body for `/flags?v=` or `/decide?v=` (PostHog's versioned shapes)."""
-    body: dict[str, Any]
-    if (endpoint == "flags" and version >= 2) or (endpoint == "decide" and version >= 4):
-        body = {"flags": {key: _details(project, result) for key, result in results.items()}}
-    elif endpoint == "decide" and version <= 1:
-        body = {"featureFlags": [key for key, result in results.items() if result.enabled]}
+    body: dict[str, Any] = {}
+    details = (endpoint == "flags" and version >= 2) or (endpoint == "decide" and version >= 4)
+    if endpoint == "decide" and version <= 1:
+        body["featureFlags"] = [key for key, result in results.items() if result.enabled]
     elif endpoint == "decide" and version == 2:
-        body = {"featureFlags": {key: result.value for key, result in results.items() if result.enabled}}
-    else:
-        body = {
-            "featureFlags": {key: result.value for key, result in results.items()},
-            "featureFlagPayloads": {
-                key: result.payload for key, result in results.items() if result.enabled and result.payload is not None
-            },
+        body["featureFlags"] = {key: result.value for key, result in results.items() if result.enabled}
+    elif not details:
+        body["featureFlags"] = {key: result.value for key, result in results.items()}
+        body["featureFlagPayloads"] = {
+            key: result.payload for key, result in results.items() if result.enabled and result.payload is not None
         }
     body["errorsWhileComputingFlags"] = errors
     body["requestId"] = str(uuid.uuid4())
     body["evaluatedAt"] = int(time.time() * 1000)
     if endpoint == "decide" or config:
         body.update(_DECIDE_CONFIG)
-    return orjson.dumps(body)
+    rest = orjson.dumps(body)
+    if not details:
+        return rest
+    flags = b",".join(_rendered_details(project, result) for result in results.values())
+    return b'{"flags":{' + flags + b"}," + rest[1:]
 
 
 def response_version(raw: str | None) -> int:
