@@ -25,8 +25,12 @@ def upgrade() -> None:
             unique=False,
             postgresql_include=["flag_response", "event"],
         )
+        batch_op.create_index(
+            "ix_events_project_distinct_id", ["project_id", "distinct_id", "timestamp"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_project_distinct_id")
         batch_op.drop_index("ix_events_flag_exposures")

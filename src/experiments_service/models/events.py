@@ -25,6 +25,8 @@ class Event(Base):
             "timestamp",
             postgresql_include=["flag_response", "event"],
         ),
+        # Metric events of one exposed entity (SQLite joins by nested loop; PostgreSQL for small experiments).
+        Index("ix_events_project_distinct_id", "project_id", "distinct_id", "timestamp"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
