@@ -189,6 +189,12 @@ class TestList:
         assert sorted(flag["key"] for flag in body["results"]) == ["checkout-redesign", "pricing"]
         assert body["count"] == 2
 
+    async def test_search_wildcards_are_literal(self, client, kit):
+        await create_flag(client, kit, "snake_case")
+        await create_flag(client, kit, "snakeXcase")
+        body = (await client.get(f"{kit.base}/feature_flags/?search=e_c", headers=kit.headers)).json()
+        assert [flag["key"] for flag in body["results"]] == ["snake_case"]
+
     async def test_active_filter(self, client, kit):
         await create_flag(client, kit, "on")
         await create_flag(client, kit, "off", active=False)

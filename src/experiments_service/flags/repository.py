@@ -46,8 +46,13 @@ class FlagRepository:
         """Live flags, newest first, optionally matching `search` (key or name) and `active`."""
         query = self._scoped().where(FeatureFlag.deleted.is_(False))
         if search:
-            pattern = f"%{search.lower()}%"
-            query = query.where(or_(func.lower(FeatureFlag.key).like(pattern), func.lower(FeatureFlag.name).like(pattern)))
+            needle = search.lower()
+            query = query.where(
+                or_(
+                    func.lower(FeatureFlag.key).contains(needle, autoescape=True),
+                    func.lower(FeatureFlag.name).contains(needle, autoescape=True),
+                )
+            )
         if active is not None:
             query = query.where(FeatureFlag.active.is_(active))
         return query.order_by(FeatureFlag.created_at.desc(), FeatureFlag.id.desc())
