@@ -268,3 +268,21 @@ async def test_chunked_body_over_the_limit_is_413(app, client, kit):
     response = await client.post("/flags/?v=2", content=chunks())
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
+
+
+async def test_random_field_types_never_give_a_500(client, kit):
+    import random
+
+    await create_flag(client, kit, "fuzzed", filters=boolean_filters(50, properties=[{"key": "plan", "value": "pro", "type": "person"}]))
+    rng = random.Random(5)
+    shapes = [None, True, 0, -1, 1.5, 10**30, "", "text", [], ["a"], [1, {"x": None}], {}, {"a": 1}, {"a": {"b": [1]}}]
+    fields = ["distinct_id", "groups", "person_properties", "group_properties", "$anon_distinct_id", "device_id",
+              "flag_keys_to_evaluate", "evaluation_contexts", "evaluation_runtime", "$groups", "$properties"]
+    for _ in range(150):
+        body = {"token": kit.project_api_key, "distinct_id": "fuzz"}
+        for field in rng.sample(fields, rng.randint(1, 4)):
+            body[field] = rng.choice(shapes)
+        response = await _flags(client, body, version=rng.choice([None, 1, 2, 4]))
+        assert response.status_code in (200, 400), (body, response.text)
+        if response.status_code == 400:
+            assert set(response.json()) == {"type", "code", "detail", "attr"}
