@@ -9,17 +9,6 @@ from tests.results.conftest import START, create_experiment, event, flag_called,
 TOLERANCE = {"rel": 1e-9, "abs": 1e-12}
 
 
-def welch_relative(test: np.ndarray, control: np.ndarray, mean_of=None):
-    """Relative effect, its delta-method variance and Welch df, written out from raw values."""
-    mean_t, mean_c = test.mean(), control.mean()
-    var_t, var_c = test.var(ddof=1), control.var(ddof=1)
-    a = var_t / (len(test) * mean_c**2)
-    b = mean_t**2 * var_c / (len(control) * mean_c**4)
-    effect = mean_t / mean_c - 1
-    df = (a + b) ** 2 / (a**2 / (len(test) - 1) + b**2 / (len(control) - 1))
-    return effect, a + b, df
-
-
 def expected_bayesian(effect: float, variance: float, ci: float = 0.95):
     sd = np.sqrt(variance)
     chance = 1 - stats.norm.cdf(0, loc=effect, scale=sd)
@@ -32,6 +21,22 @@ def expected_frequentist(effect: float, variance: float, df: float, alpha: float
     p = 2 * (1 - stats.t.cdf(abs(effect / se), df))
     q = stats.t.ppf(1 - alpha / 2, df)
     return p, [effect - q * se, effect + q * se]
+
+
+def assert_statistics(variant, method, effect, test_term, control_term, n_test, n_control, alpha=0.05):
+    """The reported statistics against plain formulas on the delta-method variance terms."""
+    variance = test_term + control_term
+    if method == "bayesian":
+        chance, interval = expected_bayesian(effect, variance)
+        assert variant["chance_to_win"] == pytest.approx(chance, **TOLERANCE)
+        assert variant["credible_interval"] == pytest.approx(interval, **TOLERANCE)
+        assert variant["significant"] == bool(chance > 0.95 or chance < 0.05)
+    else:
+        df = variance**2 / (test_term**2 / (n_test - 1) + control_term**2 / (n_control - 1))
+        p_value, interval = expected_frequentist(effect, variance, df, alpha)
+        assert variant["p_value"] == pytest.approx(p_value, **TOLERANCE)
+        assert variant["confidence_interval"] == pytest.approx(interval, **TOLERANCE)
+        assert variant["significant"] == bool(p_value < alpha)
 
 
 def build_population(seed: int, flag_key: str, sizes=(("control", 120), ("test", 140))):
@@ -110,19 +115,12 @@ async def test_mean_metric_matches_independent_statistics(app, kit, method, sour
     assert variant["key"] == "test" and variant["number_of_samples"] == 140
     assert variant["sum"] == pytest.approx(test.sum(), **TOLERANCE)
     assert variant["sum_squares"] == pytest.approx((test**2).sum(), **TOLERANCE)
-    effect, variance, df = welch_relative(test, control)
-    if method == "bayesian":
-        chance, interval = expected_bayesian(effect, variance)
-        assert variant["chance_to_win"] == pytest.approx(chance, **TOLERANCE)
-        assert variant["credible_interval"] == pytest.approx(interval, **TOLERANCE)
-        assert variant["significant"] == bool(chance > 0.95 or chance < 0.05)
-        assert "p_value" not in variant
-    else:
-        p_value, interval = expected_frequentist(effect, variance, df)
-        assert variant["p_value"] == pytest.approx(p_value, **TOLERANCE)
-        assert variant["confidence_interval"] == pytest.approx(interval, **TOLERANCE)
-        assert variant["significant"] == bool(p_value < 0.05)
-        assert "chance_to_win" not in variant
+    mean_t, mean_c = test.mean(), control.mean()
+    test_term = test.var(ddof=1) / (len(test) * mean_c**2)
+    control_term = mean_t**2 * control.var(ddof=1) / (len(control) * mean_c**4)
+    assert_statistics(variant, method, mean_t / mean_c - 1, test_term, control_term, len(test), len(control))
+    assert ("p_value" in variant) == (method == "frequentist")
+    assert ("chance_to_win" in variant) == (method == "bayesian")
     assert variant["validation_failures"] == [] and baseline["validation_failures"] == []
 
 
@@ -155,16 +153,7 @@ async def test_funnel_metric_is_a_proportion_of_ordered_conversions(app, kit, me
     p_c, p_t = control.mean(), test.mean()
     var_c, var_t = p_c * (1 - p_c), p_t * (1 - p_t)
     a, b = var_t / (len(test) * p_c**2), p_t**2 * var_c / (len(control) * p_c**4)
-    effect = p_t / p_c - 1
-    if method == "bayesian":
-        chance, interval = expected_bayesian(effect, a + b)
-        assert variant["chance_to_win"] == pytest.approx(chance, **TOLERANCE)
-        assert variant["credible_interval"] == pytest.approx(interval, **TOLERANCE)
-    else:
-        df = (a + b) ** 2 / (a**2 / (len(test) - 1) + b**2 / (len(control) - 1))
-        p_value, interval = expected_frequentist(effect, a + b, df)
-        assert variant["p_value"] == pytest.approx(p_value, **TOLERANCE)
-        assert variant["confidence_interval"] == pytest.approx(interval, **TOLERANCE)
+    assert_statistics(variant, method, p_t / p_c - 1, a, b, len(test), len(control))
 
 
 @pytest.mark.parametrize("method", ["bayesian", "frequentist"])
@@ -200,17 +189,7 @@ async def test_ratio_metric_uses_the_delta_method_with_covariance(app, kit, meth
         estimates[name] = (num.sum() / den.sum(), variance, len(num))
     (mu_c, v_c, n_c), (mu_t, v_t, n_t) = estimates["control"], estimates["test"]
     a, b = v_t / (n_t * mu_c**2), mu_t**2 * v_c / (n_c * mu_c**4)
-    effect = mu_t / mu_c - 1
-    if method == "bayesian":
-        chance, interval = expected_bayesian(effect, a + b)
-        assert variant["chance_to_win"] == pytest.approx(chance, **TOLERANCE)
-        assert variant["credible_interval"] == pytest.approx(interval, **TOLERANCE)
-    else:
-        df = (a + b) ** 2 / (a**2 / (n_t - 1) + b**2 / (n_c - 1))
-        p_value, interval = expected_frequentist(effect, a + b, df, alpha=0.1)
-        assert variant["p_value"] == pytest.approx(p_value, **TOLERANCE)
-        assert variant["confidence_interval"] == pytest.approx(interval, **TOLERANCE)
-        assert variant["significant"] == bool(p_value < 0.1)
+    assert_statistics(variant, method, mu_t / mu_c - 1, a, b, n_t, n_c, alpha=0.1)
 
 
 async def test_srm_is_a_chi_square_against_the_configured_split(app, kit):
