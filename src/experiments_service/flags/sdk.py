@@ -6,25 +6,19 @@ request did not supply a value for (one indexed lookup of the stored person), or
 experience continuity (read, and on first identify write, the hash-key override).
 """
 
-import base64
-import binascii
-import gzip
-import json
 import logging
-import math
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experiments_service.db import Database
-from experiments_service.errors import APIError, AuthenticationFailed, ParseError, PayloadTooLarge, ValidationError
+from experiments_service.errors import APIError, AuthenticationFailed, ParseError, ValidationError
+from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
@@ -55,71 +49,6 @@ class FlagsRequest:
     flag_keys: list[str] | None
     evaluation_contexts: list[str] | None
     runtime: str | None
-
-
-# --- reading the body ------------------------------------------------------------------------
-
-def _inflate(data: bytes, limit: int) -> bytes:
-    """Gunzip with a ceiling, so a small compressed body cannot expand without bound."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error:
-        raise ParseError("Malformed request: the body is not valid gzip.") from None
-    if len(out) > limit:
-        raise PayloadTooLarge()
-    return out
-
-
-def _b64decode(data: bytes) -> bytes:
-    try:
-        return base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_" if b"-" in data or b"_" in data else None)
-    except (binascii.Error, ValueError):
-        raise ParseError("Malformed request: the body is not valid base64.") from None
-
-
-def _finite(value: Any) -> Any:
-    """NaN and Infinity arrive from some clients; they become null, as the server reads them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # The standard parser accepts NaN/Infinity, which orjson rejects.
-        return _finite(json.loads(data))
-    except (ValueError, RecursionError):
-        raise ParseError("Malformed request: the body is not valid JSON.") from None
-
-
-def decode_body(raw: bytes, *, compression: str | None, content_encoding: str, content_type: str, limit: int) -> Any:
-    """Undo gzip/base64/form encoding as posthog-js and the server SDKs send them, then parse JSON."""
-    if len(raw) > limit:
-        raise PayloadTooLarge()
-    data = raw
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        fields = parse_qs(raw.decode("latin-1"))
-        if "data" not in fields:
-            raise ParseError("Malformed request: the form has no `data` field.")
-        data = fields["data"][0].encode("latin-1")
-        if compression != "gzip-js" and not data.lstrip().startswith((b"{", b"[")):
-            compression = "base64"
-    if compression == "base64":
-        data = _b64decode(data.strip())
-    if compression in ("gzip", "gzip-js") or "gzip" in content_encoding or data[:2] == b"\x1f\x8b":
-        data = _inflate(data, limit)
-    if not data.strip():
-        raise ParseError("Malformed request: the body is empty.")
-    return _json(data)
 
 
 # --- reading the fields ----------------------------------------------------------------------
@@ -348,10 +277,10 @@ async def respond(request: Request, endpoint: str) -> Response:
     limit = request.app.state.settings.max_body_bytes
     body = decode_body(
         await read_body_within(request, limit),
-        compression=request.query_params.get("compression"),
-        content_encoding=request.headers.get("content-encoding", ""),
         content_type=request.headers.get("content-type", ""),
-        limit=limit,
+        content_encoding=request.headers.get("content-encoding", ""),
+        query=request.query_params,
+        max_bytes=limit,
     )
     project, results, errors = await evaluate_flags_request(request, body)
     content = render(
