@@ -238,3 +238,32 @@ class TestErrors:
         assert response.status_code == 403
         assert response.json()["detail"] == "API key missing required scope 'experiment:read'"
         assert unauthenticated.status_code == 401
+
+
+class TestPropertyValues:
+    async def test_only_numeric_values_are_summed_and_compared(self, app, kit):
+        metric = mean_metric("purchase", math="sum", math_property="amount",
+                             properties=[{"key": "amount", "operator": "gt", "value": "1", "type": "event"}])
+        created = await create_experiment(app, kit.project_id, metrics=[metric])
+        await insert_events(app, kit.project_id, [
+            flag_called("a", created.flag_key, "control", START),
+            event("purchase", "a", START + minutes(1), {"amount": 12.5}),
+            event("purchase", "a", START + minutes(2), {"amount": "abc"}),
+            event("purchase", "a", START + minutes(3), {"amount": "7"}),
+            event("purchase", "a", START + minutes(4), {"amount": 0.5}),
+            event("purchase", "a", START + minutes(5), {"amount": True}),
+            event("purchase", "a", START + minutes(6)),
+        ])
+
+        response = await get_results(kit, created.id)
+
+        assert response.status_code == 200
+        assert by_key(response.json()["results"][0])["control"]["sum"] == 12.5
+
+    async def test_non_numeric_comparison_value_is_a_metric_error(self, app, kit):
+        metric = mean_metric(properties=[{"key": "amount", "operator": "gt", "value": "lots"}])
+        created = await create_experiment(app, kit.project_id, metrics=[metric])
+
+        [result] = (await get_results(kit, created.id)).json()["results"]
+
+        assert result["error"] == "source: operator 'gt' needs a numeric value."

@@ -250,6 +250,25 @@ class TestWorker:
         assert (job.status, job.locked_by, job.attempts) == ("completed", "fresh-process", 2)
         assert (await timeseries(kit, created.id, metric))["status"] == "completed"
 
+    async def test_a_resumed_job_continues_after_its_last_successful_day(self, app, kit):
+        created, metric = await seed(app, kit)
+        job_id = UUID((await recalculate(kit, created.id, metric)).json()["id"])
+        async with app.state.db.transaction() as session:
+            await session.execute(
+                update(ExperimentTimeseriesRecalculation)
+                .where(ExperimentTimeseriesRecalculation.id == job_id)
+                .values(status="in_progress", locked_by="dead-process",
+                        locked_at=datetime.now(UTC) - timedelta(minutes=10),
+                        last_successful_date=datetime(2026, 1, 6).date())
+            )
+
+        await run_pending_jobs(app.state.db)
+
+        body = await timeseries(kit, created.id, metric)
+        assert [day for day, value in body["timeseries"].items() if value is not None] == [DAYS[2]]
+        assert body["status"] == "partial"
+        assert (await job_row(app, job_id)).status == "completed"
+
     async def test_job_with_a_live_lock_is_left_alone(self, app, kit):
         created, metric = await seed(app, kit)
         job_id = UUID((await recalculate(kit, created.id, metric)).json()["id"])

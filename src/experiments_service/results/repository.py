@@ -69,6 +69,32 @@ def _plus_seconds_sqlite(element, compiler, **kw):
     return f"(strftime('%Y-%m-%d %H:%M:%S', {timestamp}, '+' || {seconds} || ' seconds') || substr({timestamp}, 20))"
 
 
+class _NumericProperty(FunctionElement):
+    """A JSON property as a float when it is a JSON number, else NULL (never a cast error)."""
+
+    type = Float()
+    inherit_cache = True
+    name = "numeric_property"
+
+
+@compiles(_NumericProperty)
+def _numeric_property_postgresql(element, compiler, **kw):
+    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(CASE WHEN json_typeof({column} -> {key}) = 'number' THEN ({column} ->> {key})::float8 END)"
+
+
+@compiles(_NumericProperty, "sqlite")
+def _numeric_property_sqlite(element, compiler, **kw):
+    column, key = list(element.clauses)
+    path = compiler.process(literal('$."' + key.value.replace('"', '\\"') + '"'), **kw)
+    column = compiler.process(column, **kw)
+    return f"(CASE WHEN json_type({column}, {path}) IN ('integer', 'real') THEN json_extract({column}, {path}) END)"
+
+
+def numeric_property(column, key: str) -> _NumericProperty:
+    return _NumericProperty(column, literal(key))
+
+
 @dataclass(frozen=True)
 class EventSource:
     """One EventsNode: which events count and how they aggregate per entity."""
@@ -117,14 +143,15 @@ def _property_condition(column, condition: dict[str, Any]) -> ColumnElement[bool
         return value_of.ilike(f"%{values[0]}%")
     if operator == "not_icontains":
         return or_(value_of.is_(None), ~value_of.ilike(f"%{values[0]}%"))
-    if operator in ("gt", "lt", "gte", "lte"):
-        number = column[str(condition.get("key", ""))].as_float()
+    if operator in NUMERIC_OPERATORS:
+        number = numeric_property(column, str(condition.get("key", "")))
         bound = float(values[0])
         return {"gt": number > bound, "lt": number < bound, "gte": number >= bound, "lte": number <= bound}[operator]
     raise ValueError(f"Unsupported property operator '{operator}'.")
 
 
-SUPPORTED_OPERATORS = ("exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", "gt", "lt", "gte", "lte")
+NUMERIC_OPERATORS = ("gt", "lt", "gte", "lte")
+SUPPORTED_OPERATORS = ("exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", *NUMERIC_OPERATORS)
 
 
 class ResultsRepository:
@@ -212,7 +239,7 @@ class ResultsRepository:
     @staticmethod
     def _source_value(event_table, source: EventSource, condition: ColumnElement[bool]):
         """The source's per-entity aggregate, restricted to its own events (`FILTER (WHERE ...)`)."""
-        prop = event_table.c.properties[source.math_property or ""].as_float()
+        prop = numeric_property(event_table.c.properties, source.math_property or "")
         value = {
             "total": lambda: func.count(),
             "sum": lambda: func.sum(prop),

@@ -11,6 +11,7 @@ from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.results import statistics
 from experiments_service.results.repository import (
     MULTIPLE_VARIANTS,
+    NUMERIC_OPERATORS,
     SUPPORTED_OPERATORS,
     EventSource,
     ExposureRules,
@@ -61,15 +62,27 @@ def _event_source(node: Any, where: str) -> EventSource:
         raise MetricDefinitionError(f"{where}: math '{math}' is not supported (use one of {', '.join(SUPPORTED_MATH)}).")
     if math in ("sum", "avg", "min", "max") and not node.get("math_property"):
         raise MetricDefinitionError(f"{where}: math '{math}' requires math_property.")
-    properties = node.get("properties") or []
+    return EventSource(
+        event=node.get("event"), math=math, math_property=node.get("math_property"),
+        properties=property_filters(node.get("properties"), where),
+    )
+
+
+def property_filters(properties: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """Event-property filters this service can apply, or a MetricDefinitionError saying why not."""
+    properties = properties or []
     if not isinstance(properties, list) or not all(isinstance(item, dict) for item in properties):
         raise MetricDefinitionError(f"{where}: properties must be a list of property filters.")
     for item in properties:
-        if (item.get("operator") or "exact") not in SUPPORTED_OPERATORS:
-            raise MetricDefinitionError(f"{where}: property operator '{item.get('operator')}' is not supported.")
-    return EventSource(
-        event=node.get("event"), math=math, math_property=node.get("math_property"), properties=tuple(properties)
-    )
+        operator = item.get("operator") or "exact"
+        if operator not in SUPPORTED_OPERATORS:
+            raise MetricDefinitionError(f"{where}: property operator '{operator}' is not supported.")
+        if operator in NUMERIC_OPERATORS:
+            try:
+                float(item.get("value"))
+            except (TypeError, ValueError):
+                raise MetricDefinitionError(f"{where}: operator '{operator}' needs a numeric value.") from None
+    return tuple(properties)
 
 
 def metric_query(metric: dict[str, Any]) -> MetricQuery:
@@ -161,7 +174,10 @@ class ResultsService:
             "event"
         ) not in (None, "$feature_flag_called"):
             custom_event = config["event"]
-            custom_properties = tuple(item for item in config.get("properties") or [] if isinstance(item, dict))
+            try:
+                custom_properties = property_filters(config.get("properties"), "exposure_config")
+            except MetricDefinitionError as error:
+                raise ValidationError(str(error), attr="exposure_criteria") from None
         rules = ExposureRules(
             flag_key=flag.key if flag else "",
             variants=tuple(variants),

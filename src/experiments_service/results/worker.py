@@ -40,7 +40,8 @@ async def run_job(db: Database, job_id: UUID, worker_id: str) -> None:
             await JobQueue(session).finish(job_id, worker_id, "failed", "Experiment is missing or not started.")
             return
         zone = project_zone((await service.repository.project()).timezone)
-        days = [day for day in experiment_days(experiment, zone) if not job.last_successful_date or day > job.last_successful_date]
+        done_through = job.last_successful_date
+        days = [day for day in experiment_days(experiment, zone) if done_through is None or day > done_through]
         succeeded = job.last_successful_date is not None
     for day in days:
         async with db.transaction() as session:
@@ -52,6 +53,7 @@ async def run_job(db: Database, job_id: UUID, worker_id: str) -> None:
             service = TimeseriesService(ResultsRepository(session, job.project_id))
             experiment = await service.results.experiments.get(job.experiment_id)
             if experiment is None:
+                await queue.finish(job_id, worker_id, "failed", "Experiment is missing or not started.")
                 return
             try:
                 async with session.begin_nested():
