@@ -145,3 +145,36 @@ async def test_concurrent_creates_with_one_new_flag_key_make_one_flag(client, ki
     assert len(flags) == 1
     assert {e.feature_flag_id for e in experiments} == {flags[0].id}
     assert sorted(e.id for e in experiments) == sorted(c["id"] for c in created)
+
+
+async def test_concurrent_holdout_changes_leave_every_flag_matching_the_holdout(client, kit, app):
+    holdout = (
+        await client.post(
+            f"{kit.base}/experiment_holdouts/", json={"name": "Shared", "filters": [{"rollout_percentage": 5}]},
+            headers=kit.headers,
+        )
+    ).json()  # fmt: skip
+    experiments = [
+        await create_experiment(client, kit, f"held-{n}") for n in range(3)
+    ]
+    for experiment in experiments:
+        patched = await client.patch(
+            f"{kit.base}/experiments/{experiment['id']}/", json={"holdout_id": holdout["id"]}, headers=kit.headers
+        )
+        assert patched.status_code == 200, patched.text
+    launch = action(client, kit, experiments[0]["id"], "launch")
+    changes = [
+        client.patch(f"{kit.base}/experiment_holdouts/{holdout['id']}/",
+                     json={"filters": [{"properties": [], "rollout_percentage": 10 * n}]}, headers=kit.headers)
+        for n in range(10)
+    ]  # fmt: skip
+    responses = await asyncio.gather(launch, *changes)
+    assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
+    assert responses[0].status_code == 200
+
+    final = (await client.get(f"{kit.base}/experiment_holdouts/{holdout['id']}/", headers=kit.headers)).json()
+    percentage = final["filters"][0]["rollout_percentage"]
+    for experiment in experiments:
+        flag = await load(app, FeatureFlag, experiment["feature_flag"]["id"])
+        assert flag.filters["holdout"] == {"id": holdout["id"], "exclusion_percentage": percentage}
+    assert (await load(app, FeatureFlag, experiments[0]["feature_flag"]["id"])).active is True
