@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from operator import eq, ge, gt, le, lt, ne
 from typing import Any
 
 Matcher = Callable[[Mapping[str, Any], datetime | None], bool]
@@ -394,12 +395,7 @@ def _regex(key: str, value: Any, negated: bool) -> Matcher:
     return test
 
 
-_NUMERIC_TESTS: dict[str, Callable[[float, float], bool]] = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-}
+_NUMERIC_TESTS: dict[str, Callable[[Any, Any], bool]] = {"gt": gt, "gte": ge, "lt": lt, "lte": le}
 
 
 def _numeric(key: str, value: Any, operator: str) -> Matcher:
@@ -435,14 +431,9 @@ def _between(key: str, value: Any, negated: bool) -> Matcher:
     return test
 
 
-_VERSION_TESTS: dict[str, Callable[[tuple, tuple], bool]] = {
-    "semver_eq": lambda a, b: a == b,
-    "semver_neq": lambda a, b: a != b,
-    "semver_gt": lambda a, b: a > b,
-    "semver_gte": lambda a, b: a >= b,
-    "semver_lt": lambda a, b: a < b,
-    "semver_lte": lambda a, b: a <= b,
-}
+_VERSION_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    "semver_eq": eq, "semver_neq": ne, "semver_gt": gt, "semver_gte": ge, "semver_lt": lt, "semver_lte": le,
+}  # fmt: skip
 
 
 _VERSION_OPERATORS = frozenset({*_VERSION_TESTS, "semver_tilde", "semver_caret", "semver_wildcard"})
@@ -481,11 +472,7 @@ def _semver(key: str, value: Any, operator: str) -> Matcher:
     return in_range
 
 
-_DATE_TESTS: dict[str, Callable[[datetime, datetime], bool]] = {
-    "is_date_before": lambda a, b: a < b,
-    "is_date_after": lambda a, b: a > b,
-    "is_date_exact": lambda a, b: a == b,
-}
+_DATE_TESTS: dict[str, Callable[[Any, Any], bool]] = {"is_date_before": lt, "is_date_after": gt, "is_date_exact": eq}
 
 
 def _date(key: str, value: Any, operator: str) -> Matcher:
