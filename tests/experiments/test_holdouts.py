@@ -211,6 +211,20 @@ class TestUpdate:
         )  # fmt: skip
 
 
+    async def test_put_needs_the_name_and_keeps_what_is_left_out(self, client, kit, app):
+        holdout = await create_holdout(client, kit)
+        url = f"{holdouts_url(kit)}{holdout['id']}/"
+        missing_name = await client.put(url, json={"filters": [{"rollout_percentage": 50}]}, headers=kit.headers)
+        assert (missing_name.status_code, missing_name.json()["code"], missing_name.json()["attr"]) == (
+            400, "required", "name"
+        )  # fmt: skip
+        assert (await load(app, ExperimentHoldout, holdout["id"])).filters == holdout["filters"]
+        replaced = await client.put(url, json={"name": "Replaced"}, headers=kit.headers)
+        assert replaced.status_code == 200
+        assert (replaced.json()["name"], replaced.json()["filters"]) == ("Replaced", holdout["filters"])
+        assert (await load(app, ExperimentHoldout, holdout["id"])).name == "Replaced"
+
+
 class TestDelete:
     async def test_delete_detaches_experiments_and_flags(self, client, kit, app):
         holdout = await create_holdout(client, kit)

@@ -176,6 +176,19 @@ class TestReadUpdateDelete:
         stored = await load(app, ExperimentSavedMetric, metric["id"])
         assert (stored.name, stored.query) == (metric["name"], metric["query"])
 
+    async def test_put_needs_the_name_and_keeps_the_uuid(self, client, kit, app):
+        metric = await create_metric(client, kit)
+        url = f"{metrics_url(kit)}{metric['id']}/"
+        missing_name = await client.put(url, json={"query": MEAN_QUERY}, headers=kit.headers)
+        assert (missing_name.status_code, missing_name.json()["attr"]) == (400, "name")
+        replaced = await client.put(url, json={"name": "Replaced", "query": MEAN_QUERY}, headers=kit.headers)
+        assert replaced.status_code == 200, replaced.text
+        assert replaced.json()["query"]["uuid"] == metric["query"]["uuid"]
+        assert (await load(app, ExperimentSavedMetric, metric["id"])).name == "Replaced"
+        null_query = await client.put(url, json={"name": "x", "query": None}, headers=kit.headers)
+        assert null_query.json()["detail"] == "Query is required to create a saved metric"
+        assert (await load(app, ExperimentSavedMetric, metric["id"])).name == "Replaced"
+
     async def test_delete_removes_experiment_links(self, client, kit, app):
         metric = await create_metric(client, kit)
         flag = await make_flag(app, kit.project_id, kit.user_id, "metric-flag")

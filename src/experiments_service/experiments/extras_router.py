@@ -60,6 +60,16 @@ async def update_holdout(
     return (await service.render([holdout]))[0]
 
 
+@holdouts.put(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
+async def replace_holdout(
+    project_id: int, holdout_id: int, body: HoldoutCreate, ctx: ExperimentWrite, session: SessionDep
+) -> HoldoutOut:
+    """Update a holdout, `name` required (PUT); fields left out keep their values."""
+    service = HoldoutService(session, ctx.project_id, ctx.user)
+    holdout = await service.update(await service.get(holdout_id), body)
+    return (await service.render([holdout]))[0]
+
+
 @holdouts.delete(HOLDOUTS + "{holdout_id}/", status_code=204, response_class=Response, responses=NOT_FOUND)
 async def delete_holdout(project_id: int, holdout_id: int, ctx: ExperimentWrite, session: SessionDep) -> Response:
     """Delete a holdout and detach it from the experiments and flags using it."""
@@ -103,6 +113,16 @@ async def update_saved_metric(
     project_id: int, saved_metric_id: int, body: SavedMetricUpdate, ctx: ExperimentWrite, session: SessionDep
 ) -> SavedMetricOut:
     """Change a saved metric; the query keeps its `uuid`."""
+    service = SavedMetricService(session, ctx.project_id, ctx.user)
+    metric = await service.update(await service.get(saved_metric_id), body)
+    return (await service.render([metric]))[0]
+
+
+@saved_metrics.put(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
+async def replace_saved_metric(
+    project_id: int, saved_metric_id: int, body: SavedMetricCreate, ctx: ExperimentWrite, session: SessionDep
+) -> SavedMetricOut:
+    """Update a saved metric, `name` required (PUT); fields left out keep their values."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
     metric = await service.update(await service.get(saved_metric_id), body)
     return (await service.render([metric]))[0]

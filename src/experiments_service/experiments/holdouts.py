@@ -88,8 +88,9 @@ class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
         self.record(holdout, "created", after=_snapshot(holdout))
         return holdout
 
-    async def update(self, holdout: ExperimentHoldout, data: HoldoutUpdate) -> ExperimentHoldout:
-        changes = data.model_dump(include=data.model_fields_set)
+    async def update(self, holdout: ExperimentHoldout, data: HoldoutCreate | HoldoutUpdate) -> ExperimentHoldout:
+        """Apply the fields sent (PATCH, or PUT with the required ones); flags follow new groups."""
+        changes = data.model_dump(exclude_unset=True)
         if "filters" in changes:
             if not changes["filters"]:
                 raise ValidationError("This list may not be empty.", code="empty", attr="filters")

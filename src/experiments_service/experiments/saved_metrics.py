@@ -135,8 +135,11 @@ class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetric
         self.record(metric, "created", after=_snapshot(metric))
         return metric
 
-    async def update(self, metric: ExperimentSavedMetric, data: SavedMetricUpdate) -> ExperimentSavedMetric:
-        changes = data.model_dump(include=data.model_fields_set)
+    async def update(
+        self, metric: ExperimentSavedMetric, data: SavedMetricCreate | SavedMetricUpdate
+    ) -> ExperimentSavedMetric:
+        """Apply the fields sent (PATCH, or PUT with the required ones); the query keeps its uuid."""
+        changes = data.model_dump(exclude_unset=True)
         if "query" in changes:
             changes["query"] = _normalized_query(changes["query"], existing_uuid=(metric.query or {}).get("uuid"))
         if "tags" in changes:
