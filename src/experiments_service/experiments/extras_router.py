@@ -40,14 +40,14 @@ async def list_holdouts(project_id: int, ctx: ExperimentRead, session: SessionDe
 async def create_holdout(project_id: int, body: HoldoutCreate, ctx: ExperimentWrite, session: SessionDep) -> HoldoutOut:
     """Create a holdout; its groups get the variant `holdout-<id>`."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
-    return (await service.render([await service.create(body)]))[0]
+    return await service.render_one(await service.create(body))
 
 
 @holdouts.get(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
 async def retrieve_holdout(project_id: int, holdout_id: int, ctx: ExperimentRead, session: SessionDep) -> HoldoutOut:
     """One holdout of the project."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
-    return (await service.render([await service.get(holdout_id)]))[0]
+    return await service.render_one(await service.get(holdout_id))
 
 
 @holdouts.patch(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
@@ -57,7 +57,7 @@ async def update_holdout(
     """Change a holdout; new groups are re-applied to the flags of experiments using it."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
     holdout = await service.update(await service.get(holdout_id), body)
-    return (await service.render([holdout]))[0]
+    return await service.render_one(holdout)
 
 
 @holdouts.put(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
@@ -67,7 +67,7 @@ async def replace_holdout(
     """Update a holdout, `name` required (PUT); fields left out keep their values."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
     holdout = await service.update(await service.get(holdout_id), body)
-    return (await service.render([holdout]))[0]
+    return await service.render_one(holdout)
 
 
 @holdouts.delete(HOLDOUTS + "{holdout_id}/", status_code=204, response_class=Response, responses=NOT_FOUND)
@@ -96,7 +96,7 @@ async def create_saved_metric(
 ) -> SavedMetricOut:
     """Save an `ExperimentMetric` query under a name (its `uuid` is assigned if missing)."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
-    return (await service.render([await service.create(body)]))[0]
+    return await service.render_one(await service.create(body))
 
 
 @saved_metrics.get(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
@@ -105,7 +105,7 @@ async def retrieve_saved_metric(
 ) -> SavedMetricOut:
     """One saved metric of the project."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
-    return (await service.render([await service.get(saved_metric_id)]))[0]
+    return await service.render_one(await service.get(saved_metric_id))
 
 
 @saved_metrics.patch(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
@@ -115,7 +115,7 @@ async def update_saved_metric(
     """Change a saved metric; the query keeps its `uuid`."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
     metric = await service.update(await service.get(saved_metric_id), body)
-    return (await service.render([metric]))[0]
+    return await service.render_one(metric)
 
 
 @saved_metrics.put(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
@@ -125,7 +125,7 @@ async def replace_saved_metric(
     """Update a saved metric, `name` required (PUT); fields left out keep their values."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
     metric = await service.update(await service.get(saved_metric_id), body)
-    return (await service.render([metric]))[0]
+    return await service.render_one(metric)
 
 
 @saved_metrics.delete(

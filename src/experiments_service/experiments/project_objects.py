@@ -41,6 +41,9 @@ class ProjectObjectService(Generic[Row, Out]):
         users = await self.repo.users(row.created_by_id for row in rows)
         return [self.rendering.of(row, users.get(row.created_by_id)) for row in rows]
 
+    async def render_one(self, row: Row) -> Out:
+        return (await self.render([row]))[0]
+
     async def list_page(self, page: PageRequest) -> tuple[list[Row], int]:
         query = self._scoped().order_by(self.model.created_at.desc(), self.model.id.desc())
         return await fetch_page(self.session, query, page)
