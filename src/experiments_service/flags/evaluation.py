@@ -500,6 +500,12 @@ class CompiledFlags:
         self._order = tuple(plan for plan in self._dependency_order(plans) if plan.active)
         for plan in plans:
             plan.prepare_results()
+        # (key, walk, conditions, full evaluation or None, position to record for dependents or None)
+        self._steps = tuple(
+            (plan.key, plan._walk, plan.conditions, plan.evaluate if plan.needs_preamble else None,
+             plan.position if plan.has_dependents else None)
+            for plan in self._order
+        )  # fmt: skip
         self._by_key = {plan.key: plan for plan in plans}
         self._plans = plans
         self._size = len(plans)
@@ -545,22 +551,32 @@ class CompiledFlags:
         """Evaluate the served flags (or only `keys`), dependencies first."""
         distinct_id = ctx.distinct_id if isinstance(ctx.distinct_id, str) else str(ctx.distinct_id)
         distinct_id = truncate_distinct_id(distinct_id)
+        values: list[Any] = [False] * self._size  # inactive flags stay false for their dependents
+        if keys is None and runtime in (None, "all") and not evaluation_contexts:
+            return self._evaluate_all(ctx, distinct_id, values)
         if keys is not None and not isinstance(keys, set | frozenset):
             keys = set(keys)
-        order = self._order if keys is None else self._needed(keys)
-        serve_all = runtime in (None, "all") and not evaluation_contexts
-        values: list[Any] = [False] * self._size  # inactive flags stay false for their dependents
         results: dict[str, FlagResult] = {}
-        person, now = ctx.person_properties, ctx.now
-        for plan in order:
-            if plan.needs_preamble:
-                result = plan.evaluate(ctx, distinct_id, values)
-            else:
-                result = plan._walk(plan.conditions, ctx, person, now, distinct_id, values)
+        for plan in self._order if keys is None else self._needed(keys):
+            result = plan.evaluate(ctx, distinct_id, values)
             if plan.has_dependents:
                 values[plan.position] = result.variant or result.enabled
-            if (serve_all or plan.served_to(runtime, evaluation_contexts)) and (keys is None or plan.key in keys):
+            if plan.served_to(runtime, evaluation_contexts) and (keys is None or plan.key in keys):
                 results[plan.key] = result
+        return results
+
+    def _evaluate_all(self, ctx: EvaluationContext, distinct_id: str, values: list[Any]) -> dict[str, FlagResult]:
+        """Every active flag, no filters: the usual `/flags` request, kept to the bare loop."""
+        results: dict[str, FlagResult] = {}
+        person, now = ctx.person_properties, ctx.now
+        for key, walk, conditions, preamble, position in self._steps:
+            if preamble is None:
+                result = walk(conditions, ctx, person, now, distinct_id, values)
+            else:
+                result = preamble(ctx, distinct_id, values)
+            if position is not None:
+                values[position] = result.variant or result.enabled
+            results[key] = result
         return results
 
     def _needed(self, keys: Collection[str]) -> list[_Flag]:
