@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.errors import NotFound, ValidationError
+from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.results import statistics
 from experiments_service.results.repository import (
