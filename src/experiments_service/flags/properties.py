@@ -238,7 +238,7 @@ def _without_v(text: str) -> str:
 
 
 def parse_version(value: Any) -> tuple | None:
-    """A version as a sortable key `(major, minor, patch, pre, build)`, or None.
+    """A version as a sortable key `((major, minor, patch), pre, build)`, or None.
 
     Leading zeros are dropped and missing minor/patch parts count as 0 (the server canonicalises
     mobile-style versions before strict semver parsing). A version without pre-release sorts
@@ -268,7 +268,7 @@ def _parse_version_text(text: str) -> tuple | None:
     if pre is None or build is None or ("+" in suffix and not build_text):
         return None
     pre_key = (0, *pre) if pre else (1,)
-    return (int(parts[0]), int(parts[1]), int(parts[2]), pre_key, build)
+    return (int(parts[0]), int(parts[1]), int(parts[2])), pre_key, build
 
 
 def _caret_upper(parts: list[int]) -> tuple[int, int, int]:
@@ -288,7 +288,7 @@ def version_range(operator: str, value: Any) -> tuple[tuple, tuple[int, int, int
         lower = parse_version(value)
         if lower is None:
             return None
-        major, minor, patch = lower[:3]
+        major, minor, patch = lower[0]
         if operator == "semver_tilde":
             return lower, (major, minor + 1, 0)
         return lower, _caret_upper([major, minor, patch])
@@ -300,7 +300,7 @@ def version_range(operator: str, value: Any) -> tuple[tuple, tuple[int, int, int
     if not all(part.isdigit() and part.isascii() for part in parts[:fixed]):
         return None
     numbers = [int(part) for part in parts[:fixed]]
-    lower = (*numbers, *[0] * (3 - len(numbers)), (1,), ())
+    lower = ((*numbers, *[0] * (3 - len(numbers))), (1,), ())
     if not numbers:
         return lower, (math.inf, 0, 0)
     if any(wild):
@@ -464,10 +464,10 @@ def _semver(key: str, value: Any, operator: str) -> Matcher:
         if actual is _MISSING:
             return False
         version = _parse_version_text(actual) if type(actual) is str else parse_version(actual)
-        if version is None or version < lower or version[:3] >= upper:
+        if version is None or version < lower or version[0] >= upper:
             return False
         # A pre-release only satisfies a range whose lower bound is a pre-release of the same core.
-        return version[3] == (1,) or (lower[3] != (1,) and version[:3] == lower[:3])
+        return version[1] == (1,) or (lower[1] != (1,) and version[0] == lower[0])
 
     return in_range
 
