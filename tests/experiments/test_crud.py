@@ -547,3 +547,48 @@ async def test_non_numeric_experiment_id_is_not_found(kit):
     response = await kit.client.get(f"{kit.base}/experiments/abc/", headers=kit.headers)
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+class TestMalformedInput:
+    """Wrong shapes anywhere in the body are 400s with the field named, never 500s, and write nothing."""
+
+    @pytest.mark.parametrize(
+        ("payload", "attr"),
+        [
+            ({"filters": ["x"]}, "filters"),
+            ({"secondary_metrics": {"a": 1}}, "secondary_metrics"),
+            ({"scheduling_config": "daily"}, "scheduling_config"),
+            ({"parameters": ["x"]}, "parameters"),
+            ({"parameters": {"rollout_percentage": "50"}}, "parameters"),
+            ({"parameters": {"rollout_percentage": 150}}, "parameters"),
+            ({"parameters": {"aggregation_group_type_index": "0"}}, "parameters"),
+            ({"parameters": {"feature_flag_payloads": "x"}}, "parameters"),
+            ({"parameters": {"feature_flag_variants": [{"key": 1, "rollout_percentage": 50},
+                                                       {"key": "control", "rollout_percentage": 50}]}}, "parameters"),
+            ({"stats_config": "bayesian"}, "stats_config"),
+            ({"holdout_id": "abc"}, "holdout_id"),
+            ({"start_date": "yesterday"}, "start_date"),
+            ({"name": ""}, "name"),
+            ({"primary_metrics_ordered_uuids": "a"}, "primary_metrics_ordered_uuids"),
+        ],
+    )
+    async def test_bad_shapes(self, kit, app, payload, attr):
+        key = unique("shape")
+        body = await create_experiment(kit, 400, feature_flag_key=key, **payload)
+        assert body["type"] == "validation_error" and body["attr"] == attr
+        assert await flags_with_key(app, kit.project_id, key) == []
+
+    async def test_non_string_metric_uuid_is_replaced(self, kit):
+        await make_event_definition(kit, "purchase")
+        body = await create_experiment(kit, metrics=[mean_metric(uuid={"a": 1}), mean_metric(uuid=7)])
+        assert all(isinstance(m["uuid"], str) for m in body["metrics"])
+        assert len({m["uuid"] for m in body["metrics"]}) == 2
+
+    @pytest.mark.parametrize("content", [b"[]", b'"text"', b"{not json"])
+    async def test_non_object_bodies(self, kit, content):
+        response = await kit.client.post(
+            f"{kit.base}/experiments/", content=content,
+            headers={**kit.headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400
+        assert set(response.json()) == {"type", "code", "detail", "attr"}

@@ -155,7 +155,7 @@ def assign_uuids(
         assigned = []
         for metric in metrics:
             metric = copy.deepcopy(metric)
-            if not metric.get("uuid") or metric["uuid"] in seen:
+            if not isinstance(metric.get("uuid"), str) or not metric["uuid"] or metric["uuid"] in seen:
                 metric["uuid"] = str(uuid.uuid4())
             seen.add(metric["uuid"])
             assigned.append(metric)

@@ -198,9 +198,9 @@ class _ExperimentWrite(BaseModel):
     feature_flag_key: str | None = None
     holdout_id: int | None = None
     parameters: Any = None
-    secondary_metrics: Any = None
+    secondary_metrics: list[Any] | None = None
     saved_metrics_ids: Any = None
-    filters: Any = None
+    filters: dict[str, Any] | None = None
     archived: bool = False
     deleted: bool = False
     type: ExperimentType | None = "product"
@@ -208,7 +208,7 @@ class _ExperimentWrite(BaseModel):
     metrics: Any = None
     metrics_secondary: Any = None
     stats_config: Any = None
-    scheduling_config: Any = None
+    scheduling_config: dict[str, Any] | None = None
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
     primary_metrics_ordered_uuids: list[Any] | None = None
@@ -219,14 +219,14 @@ class _ExperimentWrite(BaseModel):
 
 
 class ExperimentCreate(_ExperimentWrite):
-    name: str = Field(max_length=400)
+    name: str = Field(min_length=1, max_length=400)
     feature_flag_key: str
 
 
 class ExperimentUpdate(_ExperimentWrite):
     """Partial update: only the keys present in the body (`model_fields_set`) are applied."""
 
-    name: str = Field(default=None, max_length=400)
+    name: str = Field(default=None, min_length=1, max_length=400)
 
 
 class EndRequest(BaseModel):

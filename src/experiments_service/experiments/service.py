@@ -553,7 +553,7 @@ class ExperimentService:
     def _web_variants(experiment_type: str | None, variants: list[dict[str, Any]]) -> dict[str, Any]:
         if experiment_type != "web":
             return {}
-        return {v["key"]: {"rollout_percentage": v.get("rollout_percentage")} for v in variants}
+        return {v.get("key"): {"rollout_percentage": v.get("rollout_percentage")} for v in variants if isinstance(v, dict)}
 
     def _sync_ordering(
         self,

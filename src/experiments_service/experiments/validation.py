@@ -37,6 +37,16 @@ def validate_parameters(parameters: Any, *, baseline: str = "control") -> dict[s
     variants = parameters.get("feature_flag_variants")
     if variants is not None:
         parameters["feature_flag_variants"] = _validate_variants(variants)
+    rollout = parameters.get("rollout_percentage")
+    if rollout is not None and (isinstance(rollout, bool) or not isinstance(rollout, int | float)
+                                or not 0 <= rollout <= 100):
+        raise ValidationError("rollout_percentage must be a number between 0 and 100", attr="parameters")
+    group_type_index = parameters.get("aggregation_group_type_index")
+    if group_type_index is not None and (isinstance(group_type_index, bool) or not isinstance(group_type_index, int)):
+        raise ValidationError("aggregation_group_type_index must be an integer or null", attr="parameters")
+    payloads = parameters.get("feature_flag_payloads")
+    if payloads is not None and not isinstance(payloads, dict):
+        raise ValidationError("feature_flag_payloads must be an object of variant key to payload", attr="parameters")
     for key in RUNNING_TIME_NUMBERS:
         value = parameters.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -56,7 +66,7 @@ def _validate_variants(variants: Any) -> list[dict[str, Any]]:
     for index, variant in enumerate(variants):
         if not isinstance(variant, dict):
             raise ValidationError(f"Feature flag variant at index {index} must be an object", attr="parameters")
-        if not variant.get("key"):
+        if not isinstance(variant.get("key"), str) or not variant["key"]:
             raise ValidationError(f"Feature flag variant at index {index} must have a 'key' field", attr="parameters")
         if "split_percent" not in variant and "rollout_percentage" not in variant:
             raise ValidationError(

@@ -19,7 +19,8 @@ def ship_variant_filters(filters: dict[str, Any], variant_key: str, release_to_e
     multivariate = shipped.get("multivariate") or {}
     variants = []
     for variant in multivariate.get("variants") or []:
-        rewritten = {"key": variant["key"], "rollout_percentage": 100 if variant["key"] == variant_key else 0}
+        key = variant.get("key")
+        rewritten = {"key": key, "rollout_percentage": 100 if key == variant_key else 0}
         if variant.get("name"):
             rewritten["name"] = variant["name"]
         variants.append(rewritten)
