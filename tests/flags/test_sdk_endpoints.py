@@ -87,6 +87,11 @@ class TestResponseShapes:
                     assert (detail["metadata"]["payload"] or "") == case["expected_payload"][distinct_id]
             await client.patch(f"{kit.base}/feature_flags/{(await client.get(f'{kit.base}/feature_flags/?search={key}', headers=kit.headers)).json()['results'][0]['id']}/", json={"deleted": True}, headers=kit.headers)
 
+    async def test_disable_flags_answers_without_flags(self, client, kit):
+        await create_flag(client, kit, "present")
+        body = (await _flags(client, {"token": kit.project_api_key, "distinct_id": "x", "disable_flags": True})).json()
+        assert body["flags"] == {} and body["errorsWhileComputingFlags"] is False
+
     async def test_inactive_and_deleted_flags_are_omitted(self, client, kit):
         await create_flag(client, kit, "live")
         await create_flag(client, kit, "inactive", active=False)

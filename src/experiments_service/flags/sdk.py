@@ -174,6 +174,8 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     if project_id is None:
         raise INVALID_PROJECT_KEY
     project = await cache.get(project_id)
+    if body.get("disable_flags") is True:  # the client asked for its config only
+        return project, {}, False
     ctx = await _context(request.app.state.db, project, flags_request)
     try:
         results = project.compiled.evaluate(
