@@ -2,6 +2,8 @@
 
 import asyncio
 
+import httpx
+
 from tests.conftest import make_kit
 from tests.events.conftest import event, stored_definitions, stored_events, stored_person
 
@@ -145,3 +147,28 @@ class TestEventDefinitions:
     async def test_dropped_events_define_no_names(self, capture, kit, app):
         assert (await capture({"batch": [{"event": "orphan"}, event("kept")]})).status_code == 200
         assert set(await stored_definitions(app, kit.project_id)) == {"kept"}
+
+
+class TestAtomicity:
+    async def test_a_failing_request_writes_nothing_and_forgets_nothing(self, app, kit, monkeypatch):
+        from experiments_service.events.repository import EventsRepository
+
+        async def broken_upsert(self, changes, now):
+            raise RuntimeError("database went away")
+
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            with monkeypatch.context() as patch:
+                patch.setattr(EventsRepository, "upsert_persons", broken_upsert)
+                body = {"api_key": kit.project_api_key, "batch": [event("fresh_name", "mia", properties={"$set": {"a": 1}})]}
+                response = await client.post("/batch/", json=body)
+            assert response.status_code == 500
+            assert response.json()["type"] == "server_error"
+            assert await stored_events(app, kit.project_id) == []
+            assert await stored_definitions(app, kit.project_id) == {}
+            assert await stored_person(app, kit.project_id, "mia") is None
+
+            retry = {"api_key": kit.project_api_key, "batch": [event("fresh_name", "mia", properties={"$set": {"a": 2}})]}
+            assert (await client.post("/batch/", json=retry)).status_code == 200
+        assert set(await stored_definitions(app, kit.project_id)) == {"fresh_name"}
+        assert (await stored_person(app, kit.project_id, "mia")).properties == {"a": 2}

@@ -106,8 +106,8 @@ class EventsRepository:
         )
         return set(result.scalars())
 
-    async def record_event_names(self, names: Iterable[str], seen_at: datetime, *, refresh: bool) -> None:
-        """Create missing definitions; with `refresh`, also move `last_seen_at` of existing ones."""
+    async def record_event_names(self, names: Iterable[str], seen_at: datetime) -> None:
+        """Create missing definitions and move `last_seen_at` of existing ones."""
         rows = [
             {"project_id": self.project_id, "name": name, "created_at": seen_at, "last_seen_at": seen_at}
             for name in sorted(set(names))
@@ -115,13 +115,9 @@ class EventsRepository:
         if not rows:
             return
         statement = self._insert(EventDefinition)
-        keys = ["project_id", "name"]
-        if refresh:
-            statement = statement.on_conflict_do_update(
-                index_elements=keys, set_={"last_seen_at": statement.excluded.last_seen_at}
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        statement = statement.on_conflict_do_update(
+            index_elements=["project_id", "name"], set_={"last_seen_at": statement.excluded.last_seen_at}
+        )
         await self.session.execute(statement, rows)
 
     async def upsert_persons(self, changes: dict[str, PersonChange], now: datetime) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import AuthenticationFailed, NotAuthenticated
@@ -126,8 +127,14 @@ class CaptureService:
     async def _record_names(self, repository: EventsRepository, names: set[str], now: datetime) -> None:
         stale = self.recent_names.stale(repository.project_id, names)
         if stale:
-            await repository.record_event_names(stale, now, refresh=True)
-            self.recent_names.mark(repository.project_id, stale)
+            await repository.record_event_names(stale, now)
+            # Remembered only once committed: a rolled-back write must be retried by the next request.
+            sqlalchemy_event.listen(
+                self.session.sync_session,
+                "after_commit",
+                lambda _: self.recent_names.mark(repository.project_id, stale),
+                once=True,
+            )
 
     async def _update_persons(self, repository: EventsRepository, events: list[CapturedEvent], now: datetime) -> None:
         """Fold each person's `$set`/`$set_once`/`$unset` in batch order, then write them at once."""
