@@ -1,5 +1,6 @@
 """Factories and database probes for the capture tests."""
 
+import random
 import uuid as uuid_module
 from datetime import UTC, datetime
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from experiments_service.events.parsing import CapturedEvent
 from experiments_service.models import Event, EventDefinition, Person
 
 
@@ -50,3 +52,38 @@ def capture(client, kit):
         return await client.post(path, json=body, **kwargs)
 
     return send
+
+
+# --- random runs of person updates -------------------------------------------------------
+
+KEYS = ["a", "b", "c", "d"]
+
+
+def sequentially(stored: dict, events: list[CapturedEvent]) -> dict:
+    """The plain reading of PostHog's rules, one event at a time."""
+    result = dict(stored)
+    for item in events:
+        for key, value in (item.person_set_once or {}).items():
+            result.setdefault(key, value)
+        result.update(item.person_set or {})
+        for key in item.person_unset:
+            result.pop(key, None)
+    return result
+
+
+def random_event(rng: random.Random) -> CapturedEvent:
+    def some_keys() -> dict:
+        return {key: rng.randrange(100) for key in rng.sample(KEYS, rng.randrange(3))}
+
+    return CapturedEvent(
+        uuid=uuid_module.uuid4(), event="$set", distinct_id="p", timestamp=datetime.now(UTC), properties={},
+        flag_key=None, flag_response=None,
+        person_set=some_keys() or None, person_set_once=some_keys() or None,
+        person_unset=rng.sample(KEYS, rng.randrange(2)),
+    )
+
+
+def random_case(seed: int) -> tuple[dict, list[CapturedEvent]]:
+    rng = random.Random(seed)
+    stored = {key: f"stored-{key}" for key in rng.sample(KEYS, rng.randrange(len(KEYS) + 1))}
+    return stored, [random_event(rng) for _ in range(rng.randrange(1, 6))]

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 
 from tests.conftest import make_kit
-from tests.events.conftest import event, stored_definitions, stored_events, stored_person
+from tests.events.conftest import event, random_case, sequentially, stored_definitions, stored_events, stored_person
 
 
 class TestPersonProperties:
@@ -70,6 +70,25 @@ class TestPersonProperties:
         person = await stored_person(app, kit.project_id, "kim")
         assert person.properties == {"a": 1, "b": 7, "d": 4, "e": 5}
         assert person.updated_at > person.created_at
+
+    async def test_random_batches_follow_the_one_by_one_rules(self, capture, kit, app):
+        """The database merge (one SQL statement on PostgreSQL) equals applying events in order."""
+        for seed in range(12):
+            stored, changes = random_case(seed)
+            distinct_id = f"random-{seed}"
+            first = [event("seed", distinct_id, properties={"$set": stored})] if stored else []
+            batch = [
+                event(
+                    "change", distinct_id,
+                    properties={"$set": item.person_set, "$set_once": item.person_set_once, "$unset": item.person_unset},
+                )
+                for item in changes
+            ]
+            assert (await capture({"batch": first})).status_code == 200
+            assert (await capture({"batch": batch})).status_code == 200
+            person = await stored_person(app, kit.project_id, distinct_id)
+            expected = sequentially(stored, changes)
+            assert (person.properties if person else {}) == expected, f"seed {seed}"
 
     async def test_nul_characters_are_removed_from_person_properties_only(self, capture, kit, app):
         sent = event("a", "leo", properties={"$set": {"na\x00me": "Le\x00o", "tags": ["x\x00"]}})
