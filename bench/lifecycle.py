@@ -110,10 +110,11 @@ async def drive(server: str, key: str, project_id: int, experiments: int, client
     return recorder, time.perf_counter() - started, min(next(numbers), experiments)
 
 
-def report(recorder: Recorder, elapsed: float, started: int, clients: int, workers: int) -> int:
+def report(recorder: Recorder, elapsed: float, started: int, clients: int, workers: int, server_cpu: float) -> int:
     total = sum(len(samples) for samples in recorder.latencies.values())
     print(f"lifecycle: {started} experiments, {clients} clients, {workers} worker(s), {elapsed:.1f} s, "
-          f"{total / elapsed:.0f} requests/s")  # fmt: skip
+          f"{total / elapsed:.0f} requests/s, server CPU {server_cpu * 1000 / max(total, 1):.1f} ms/request "
+          f"(warm-up included), load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for action, _ in STEPS:
         samples = recorder.latencies.get(action) or [float("nan")]
         p50, p99 = np.percentile(samples, [50, 99])
@@ -137,11 +138,13 @@ def main() -> int:
     try:
         project = bootstrap(database_url)
         with running_server(database_url, workers=args.workers) as server:
+            cpu_before = server.cpu_seconds()
             recorder, elapsed, started = asyncio.run(
-                drive(server, project["personal_api_key"], project["project_id"], args.experiments, args.clients,
+                drive(server.url, project["personal_api_key"], project["project_id"], args.experiments, args.clients,
                       args.max_seconds)
             )  # fmt: skip
-        return report(recorder, elapsed, started, args.clients, args.workers)
+            server_cpu = server.cpu_seconds() - cpu_before
+        return report(recorder, elapsed, started, args.clients, args.workers, server_cpu)
     finally:
         asyncio.run(_drop_postgres_database(database_url))
 
