@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from tests.events.conftest import event, stored_events
+from tests.events.conftest import event, stored_events, stored_person
 
 CAPTURE_PATHS = ["/batch/", "/capture/", "/e/", "/i/v0/e/"]
 OK = {"status": 1}
@@ -91,6 +91,14 @@ class TestPayloadShapes:
         assert response.status_code == 200
         [stored] = await stored_events(app, kit.project_id)
         assert isinstance(stored.uuid, uuid.UUID)
+
+    async def test_large_batch_is_stored_whole(self, client, kit, app):
+        batch = [event("bulk", f"user-{index % 300}", properties={"$set": {"n": index}}) for index in range(3000)]
+        response = await client.post("/batch/", json={"api_key": kit.project_api_key, "batch": batch})
+        assert response.status_code == 200
+        stored = await stored_events(app, kit.project_id)
+        assert [str(row.uuid) for row in stored] == [item["uuid"] for item in batch]
+        assert (await stored_person(app, kit.project_id, "user-7")).properties == {"n": 2707}
 
     async def test_empty_batch_is_accepted(self, client, kit, app):
         response = await client.post("/batch/", json={"api_key": kit.project_api_key, "batch": []})

@@ -115,6 +115,18 @@ class TestFutureTimestamps:
         assert (await capture({"batch": batch})).status_code == 200
         assert [row.event for row in await stored_events(app, kit.project_id)] == ["now"]
 
+    async def test_corrections_beyond_the_calendar_are_dropped(self, capture, kit, app):
+        body = {
+            "sent_at": "9999-12-31T00:00:00Z",
+            "batch": [
+                event("ancient", timestamp="0001-01-01T00:00:00Z"),
+                event("huge-offset", offset=2**62),
+                event("good", timestamp="9999-12-30T23:59:00Z"),
+            ],
+        }
+        assert (await capture(body)).status_code == 200
+        assert [row.event for row in await stored_events(app, kit.project_id)] == ["good"]
+
     @pytest.mark.parametrize("timestamp", ["not a date", "2026-13-45T00:00:00Z", "10**400", 10**30])
     async def test_unparsable_timestamps_are_dropped(self, capture, kit, app, timestamp):
         batch = [event("bad", timestamp=timestamp), event("good")]

@@ -206,16 +206,19 @@ def event_time(raw: dict[str, Any], properties: dict[str, Any], now: datetime, s
     if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
         return None
     timestamp = raw.get("timestamp")
-    if timestamp not in (None, ""):
-        moment = parse_timestamp(timestamp)
-        if moment is None:
-            return None
-        if sent_at is not None and not properties.get("$ignore_sent_at"):
-            moment = now - (sent_at - moment)
-    elif offset is not None:
-        moment = now - timedelta(milliseconds=offset)
-    else:
-        moment = now
+    try:
+        if timestamp not in (None, ""):
+            moment = parse_timestamp(timestamp)
+            if moment is None:
+                return None
+            if sent_at is not None and not properties.get("$ignore_sent_at"):
+                moment = now - (sent_at - moment)
+        elif offset is not None:
+            moment = now - timedelta(milliseconds=offset)
+        else:
+            moment = now
+    except OverflowError:  # the correction leaves the representable years
+        return None
     if moment - now > FUTURE_TOLERANCE:
         return None
     return moment
