@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, case, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from experiments_service.models import (
     EventDefinition,
@@ -68,12 +69,22 @@ class ExperimentRepository:
             query = self._locked(query)
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def flag_of_experiment(
+        self, experiment_id: int, *, include_deleted: bool = False, for_update: bool = False
+    ) -> FeatureFlag | None:
+        """The flag behind an experiment of this project, in one statement (locked before the experiment)."""
+        flag_id = select(Experiment.feature_flag_id).where(
+            Experiment.project_id == self.project_id, Experiment.id == experiment_id
+        )
+        if not include_deleted:
+            flag_id = flag_id.where(Experiment.deleted.is_(False))
+        query = select(FeatureFlag).where(FeatureFlag.id == flag_id.scalar_subquery())
+        if for_update:
+            query = self._locked(query)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def flags(self, flag_ids: Iterable[int]) -> dict[int, FeatureFlag]:
-        ids = set(flag_ids)
-        if not ids:
-            return {}
-        query = select(FeatureFlag).where(FeatureFlag.project_id == self.project_id, FeatureFlag.id.in_(ids))
-        return {flag.id: flag for flag in (await self.session.execute(query)).scalars()}
+        return await self._by_ids(FeatureFlag, flag_ids)
 
     async def using_flag(self, flag_id: int, *, for_update: bool = False) -> Sequence[Experiment]:
         """Non-deleted experiments backed by this flag."""
@@ -83,34 +94,33 @@ class ExperimentRepository:
         return (await self.session.execute(query.order_by(Experiment.id))).scalars().all()
 
     async def holdout(self, holdout_id: int) -> ExperimentHoldout | None:
-        query = select(ExperimentHoldout).where(
-            ExperimentHoldout.project_id == self.project_id, ExperimentHoldout.id == holdout_id
-        )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        return (await self._by_ids(ExperimentHoldout, [holdout_id])).get(holdout_id)
 
     async def holdouts(self, holdout_ids: Iterable[int | None]) -> dict[int, ExperimentHoldout]:
-        ids = {holdout_id for holdout_id in holdout_ids if holdout_id is not None}
-        if not ids:
-            return {}
-        query = select(ExperimentHoldout).where(
-            ExperimentHoldout.project_id == self.project_id, ExperimentHoldout.id.in_(ids)
-        )
-        return {holdout.id: holdout for holdout in (await self.session.execute(query)).scalars()}
+        return await self._by_ids(ExperimentHoldout, holdout_ids)
 
     async def users(self, user_ids: Iterable[int | None]) -> dict[int, User]:
-        ids = {user_id for user_id in user_ids if user_id is not None}
-        if not ids:
-            return {}
-        return {user.id: user for user in (await self.session.execute(select(User).where(User.id.in_(ids)))).scalars()}
+        return await self._by_ids(User, user_ids, project_scoped=False)
 
     async def saved_metrics(self, saved_metric_ids: Iterable[int]) -> dict[int, ExperimentSavedMetric]:
-        ids = set(saved_metric_ids)
-        if not ids:
-            return {}
-        query = select(ExperimentSavedMetric).where(
-            ExperimentSavedMetric.project_id == self.project_id, ExperimentSavedMetric.id.in_(ids)
-        )
-        return {metric.id: metric for metric in (await self.session.execute(query)).scalars()}
+        return await self._by_ids(ExperimentSavedMetric, saved_metric_ids)
+
+    async def _by_ids(self, model: type, ids: Iterable[int | None], *, project_scoped: bool = True) -> dict[int, Any]:
+        """Rows by primary key; rows this request already loaded come from the session, not the database."""
+        wanted = {row_id for row_id in ids if row_id is not None}
+        identity_map = self.session.sync_session.identity_map
+        found = {}
+        for row_id in wanted:
+            row = identity_map.get(identity_key(model, row_id))
+            if row is not None and (not project_scoped or row.project_id == self.project_id):
+                found[row_id] = row
+        missing = wanted - found.keys()
+        if missing:
+            query = select(model).where(model.id.in_(missing))
+            if project_scoped:
+                query = query.where(model.project_id == self.project_id)
+            found.update({row.id: row for row in (await self.session.execute(query)).scalars()})
+        return found
 
     async def saved_metric_links(
         self, experiment_ids: Iterable[int]

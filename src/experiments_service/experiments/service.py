@@ -100,11 +100,10 @@ class ExperimentService:
         Flag before experiment: the same order as a direct flag change that then moves its
         experiments, so the two never deadlock.
         """
-        experiment = await self.repo.get(experiment_id, include_deleted=include_deleted)
-        if experiment is None:
-            raise NotFound()
-        flag = await self.repo.flag(experiment.feature_flag_id, for_update=True)
-        experiment = await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True)
+        flag = await self.repo.flag_of_experiment(experiment_id, include_deleted=include_deleted, for_update=True)
+        experiment = (
+            await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True) if flag else None
+        )
         if experiment is None:
             raise NotFound()
         return experiment, flag
