@@ -229,7 +229,9 @@ async def run(args: argparse.Namespace) -> int:
             return cmdline.startswith("postgres:") and f" {database} " in cmdline
 
         server_cpu, database_cpu = cpu_seconds(server_processes), cpu_seconds(database_backends)
+        client_cpu = time.process_time()
         result = await send_all("127.0.0.1", port, bodies, args.clients, args.seconds, args.batch_size)
+        client_cpu = time.process_time() - client_cpu
         server_cpu = cpu_seconds(server_processes) - server_cpu
         database_cpu = cpu_seconds(database_backends) - database_cpu
 
@@ -252,6 +254,7 @@ async def run(args: argparse.Namespace) -> int:
             f"  persons             {persons}\n"
             f"  server CPU          {server_cpu:.2f} s ({server_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
             f"  PostgreSQL CPU      {database_cpu:.2f} s ({database_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
+            f"  load generator CPU  {client_cpu:.2f} s\n"
             f"  CPUs {os.cpu_count()}, load average {load:.1f} when done; with the CPUs to itself the server and\n"
             f"  database would sustain about {result['accepted_events'] / max(server_cpu + database_cpu, 1e-9) * os.cpu_count():,.0f} events/s"
             " (projection from the CPU they used, not a measurement)"

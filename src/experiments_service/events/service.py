@@ -56,6 +56,8 @@ class RecentEventNames:
 
 
 class CaptureService:
+    """One capture request: decode, authenticate, validate each event, store in bulk."""
+
     def __init__(self, session: AsyncSession, recent_names: RecentEventNames, project_for_token: ProjectResolver):
         self.session = session
         self.recent_names = recent_names
