@@ -38,8 +38,7 @@ TRANSITIONS = [
 NOT_LAUNCHED = "Experiment has not been launched yet."
 ALREADY_ENDED = "Experiment has already ended."
 WRONG_STATE = {
-    "launch": {"running": "Experiment has already been launched.", "paused": "Experiment has already been launched.",
-               "stopped": "Experiment has already been launched."},
+    "launch": dict.fromkeys(LAUNCHED, "Experiment has already been launched."),
     "pause": {"draft": NOT_LAUNCHED, "stopped": ALREADY_ENDED, "paused": "Experiment is already paused."},
     "resume": {"draft": NOT_LAUNCHED, "stopped": ALREADY_ENDED, "running": "Experiment is not paused."},
     "end": {"draft": NOT_LAUNCHED, "stopped": ALREADY_ENDED},
