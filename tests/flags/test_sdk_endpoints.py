@@ -293,3 +293,18 @@ async def test_random_field_types_never_give_a_500(client, kit):
         assert response.status_code in (200, 400), (body, response.text)
         if response.status_code == 400:
             assert set(response.json()) == {"type", "code", "detail", "attr"}
+
+
+async def test_browser_origin_gets_cors_headers(client, kit):
+    await create_flag(client, kit, "web")
+    origin = {"Origin": "https://shop.example"}
+    preflight = await client.options("/flags/?v=2", headers={**origin, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+    response = await client.post("/decide/?v=3", json={"token": kit.project_api_key, "distinct_id": "x"}, headers=origin)
+    assert response.status_code == 200 and response.json()["featureFlags"] == {"web": True}
+    assert response.headers["access-control-allow-credentials"] == "true"
+    denied = await client.post("/flags/?v=2", json={"distinct_id": "x"}, headers=origin)
+    assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == "https://shop.example"
+    plain = await client.post("/flags/?v=2", json={"token": kit.project_api_key, "distinct_id": "x"})
+    assert "access-control-allow-origin" not in plain.headers

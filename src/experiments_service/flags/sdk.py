@@ -299,6 +299,20 @@ async def respond(request: Request, endpoint: str) -> Response:
 _FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
 
 
+def _cors_headers(scope: Scope) -> dict[str, str]:
+    """Browser SDKs call these endpoints from the site's own origin, with credentials."""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            return {
+                "Access-Control-Allow-Origin": value.decode("latin-1"),
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Content-Encoding",
+                "Vary": "Origin",
+            }
+    return {}
+
+
 class SDKFastPath:
     """Serve `POST /flags/` and `/decide/` before the framework's routing and dependency machinery.
 
@@ -311,12 +325,17 @@ class SDKFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = _FAST_PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if endpoint is None:
+        endpoint = _FAST_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] not in ("POST", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        try:
-            response = await respond(Request(scope, receive), endpoint)
-        except APIError as error:
-            response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
+        cors = _cors_headers(scope)
+        if scope["method"] == "OPTIONS":
+            response = Response(status_code=200, headers=cors)
+        else:
+            try:
+                response = await respond(Request(scope, receive), endpoint)
+            except APIError as error:
+                response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
+            response.headers.update(cors)
         await response(scope, receive, send)
