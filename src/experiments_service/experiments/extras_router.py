@@ -141,7 +141,11 @@ async def delete_saved_metric(project_id: int, saved_metric_id: int, ctx: Experi
 eligible = APIRouter(route_class=TransactionalRoute, tags=["experiments"], responses=ERRORS)
 
 
-@eligible.get("/api/projects/{project_id}/experiments/eligible_feature_flags/", response_model=EligibleFlagsPage)
+@eligible.get(
+    "/api/projects/{project_id}/experiments/eligible_feature_flags/",
+    response_model=EligibleFlagsPage,
+    responses={400: {"description": 'Invalid `order` (standard error body), or `{"error": "Invalid limit or offset"}`'}},
+)
 async def eligible_feature_flags(
     project_id: int,
     ctx: FeatureFlagRead,
