@@ -105,6 +105,14 @@ class TestPersonProperties:
         assert await stored_person(app, kit.project_id, "ghost") is None
         assert len(await stored_events(app, kit.project_id)) == 1
 
+    async def test_personless_events_leave_persons_alone(self, capture, kit, app):
+        assert (await capture({"batch": [event("a", "nina", properties={"$set": {"plan": "free"}})]})).status_code == 200
+        personless = event("b", "nina", properties={"$process_person_profile": False, "$set": {"plan": "pro"}})
+        assert (await capture({"batch": [personless, event("c", "olga", properties={"$process_person_profile": False, "$set": {"x": 1}})]})).status_code == 200
+        assert (await stored_person(app, kit.project_id, "nina")).properties == {"plan": "free"}
+        assert await stored_person(app, kit.project_id, "olga") is None
+        assert len(await stored_events(app, kit.project_id)) == 3
+
     async def test_redelivered_event_does_not_reapply_its_changes(self, capture, kit, app):
         old = event("a", "heidi", properties={"$set": {"plan": "free"}})
         assert (await capture({"batch": [old]})).status_code == 200

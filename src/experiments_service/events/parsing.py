@@ -309,6 +309,9 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
     person_set = _merged_person_change(raw, properties, "$set")
     person_set_once = _merged_person_change(raw, properties, "$set_once")
     unset = properties.get("$unset")
+    if properties.get("$process_person_profile") is False:
+        # Personless events (the SDKs send them without a distinct id of the user's) touch no person.
+        person_set = person_set_once = unset = None
     is_flag_call = name == "$feature_flag_called"
     return CapturedEvent(
         uuid=event_uuid,
