@@ -125,6 +125,21 @@ class TestCreateDefaults:
         }
         assert body["parameters"]["minimum_detectable_effect"] == 20
 
+    async def test_excluded_variants_are_kept_and_change_fingerprints(self, kit):
+        await make_event_definition(kit, "purchase")
+        variants = [{"key": "control", "rollout_percentage": 34}, {"key": "a", "rollout_percentage": 33},
+                    {"key": "b", "rollout_percentage": 33}]
+        plain = await create_experiment(kit, parameters={"feature_flag_variants": variants},
+                                        metrics=[mean_metric(uuid="m")])
+        excluded = await create_experiment(kit, parameters={"feature_flag_variants": variants,
+                                                            "excluded_variants": ["b"]},
+                                           metrics=[mean_metric(uuid="m")])
+        assert excluded["parameters"]["excluded_variants"] == ["b"]
+        assert excluded["metrics"][0]["fingerprint"] != plain["metrics"][0]["fingerprint"]
+        body = await create_experiment(kit, 400, parameters={"feature_flag_variants": variants,
+                                                             "excluded_variants": ["a", "b"]})
+        assert body == error("excluded_variants must leave at least one test variant", attr="parameters")
+
     async def test_web_experiment_gets_a_variants_map(self, kit, app):
         body = await create_experiment(kit, type="web")
         row = await stored_experiment(app, body["id"])
