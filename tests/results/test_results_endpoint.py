@@ -267,3 +267,28 @@ class TestPropertyValues:
         [result] = (await get_results(kit, created.id)).json()["results"]
 
         assert result["error"] == "source: operator 'gt' needs a numeric value."
+
+
+class TestStatsConfig:
+    async def test_levels_outside_zero_and_one_are_rejected(self, app, kit):
+        created = await create_experiment(
+            app, kit.project_id, metrics=[mean_metric()], stats_config={"method": "bayesian", "bayesian": {"ci_level": 95}}
+        )
+
+        response = await get_results(kit, created.id)
+
+        assert response.status_code == 400
+        assert response.json() == {"type": "validation_error", "code": "invalid_input",
+                                   "detail": "stats_config.bayesian.ci_level must be a number between 0 and 1.",
+                                   "attr": "stats_config"}
+
+    async def test_baseline_variant_key_is_configurable(self, app, kit):
+        created = await create_experiment(
+            app, kit.project_id, metrics=[mean_metric()],
+            stats_config={"method": "frequentist", "baseline_variant_key": "test"},
+        )
+
+        [result] = (await get_results(kit, created.id)).json()["results"]
+
+        assert result["baseline"]["key"] == "test"
+        assert [item["key"] for item in result["variant_results"]] == ["control"]
