@@ -268,6 +268,15 @@ class TestRetrieveAndUpdate:
         assert restore.status_code == 400 and restore.json()["code"] == "unique"
         assert (await _stored(app, flag["id"])).deleted is True
 
+    async def test_flag_other_flags_depend_on_cannot_be_deleted(self, app, client, kit):
+        base_flag = await create_flag(client, kit, "base")
+        dependency = {"key": str(base_flag["id"]), "type": "flag", "value": True, "operator": "flag_evaluates_to"}
+        await create_flag(client, kit, "follower", filters=boolean_filters(100, properties=[dependency]))
+        response = await client.patch(f"{kit.base}/feature_flags/{base_flag['id']}/", json={"deleted": True}, headers=kit.headers)
+        assert response.status_code == 400
+        assert response.json()["detail"].startswith("Cannot delete this feature flag because other flags depend on it: follower (ID: ")
+        assert (await _stored(app, base_flag["id"])).deleted is False
+
     async def test_hard_delete_is_405(self, app, client, kit):
         flag = await create_flag(client, kit, "stays")
         response = await client.delete(f"{kit.base}/feature_flags/{flag['id']}/", headers=kit.headers)
@@ -329,3 +338,17 @@ class TestExperimentFlag:
         assert (await client.get(experiment_url, headers=kit.headers)).json()["status"] == "paused"
         assert (await client.patch(flag_url, json={"active": True}, headers=kit.headers)).status_code == 200
         assert (await client.get(experiment_url, headers=kit.headers)).json()["status"] == "running"
+
+    async def test_flag_of_a_live_experiment_cannot_be_deleted(self, app, client, kit):
+        created = await client.post(
+            f"{kit.base}/experiments/", json={"name": "Keeps flag", "feature_flag_key": "kept-flag"}, headers=kit.headers
+        )
+        experiment_id = created.json()["id"]
+        flag_id = created.json()["feature_flag"]["id"]
+        response = await client.patch(f"{kit.base}/feature_flags/{flag_id}/", json={"deleted": True}, headers=kit.headers)
+        assert response.status_code == 400
+        assert response.json()["detail"] == (
+            f"Cannot delete a feature flag that is linked to active experiment(s) with ID(s): {experiment_id}. "
+            "Please delete the experiment(s) before deleting the flag."
+        )
+        assert (await _stored(app, flag_id)).deleted is False

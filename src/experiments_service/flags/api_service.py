@@ -74,12 +74,32 @@ class FlagsAPI:
             changes["ensure_experience_continuity"] = bool(sent["ensure_experience_continuity"])
         if "evaluation_tags" in sent or "evaluation_contexts" in sent:
             changes["evaluation_tags"] = list(_evaluation_tags(body) or [])
+        if changes.get("deleted") is True and not flag.deleted:
+            await self._check_deletable(flag)
         flag = await self.service.update_flag(flag, changes, request_data=sent)
         # Also when `active` is sent unchanged: retrying a switch an approved change request
         # already applied brings the flag's experiments in step.
         if "active" in changes:
             await self._sync_experiments(flag)
         return await self.render_one(flag)
+
+    async def _check_deletable(self, flag: FeatureFlag) -> None:
+        """A flag that live experiments or other live flags rely on cannot be deleted (reference 400s)."""
+        experiment_ids = (await self.repo.experiment_ids_by_flag([flag.id]))[flag.id]
+        if experiment_ids:
+            raise ValidationError(
+                "Cannot delete a feature flag that is linked to active experiment(s) with ID(s): "
+                f"{', '.join(map(str, experiment_ids))}. Please delete the experiment(s) before deleting the flag."
+            )
+        dependents = await self.repo.flags_depending_on(flag)
+        if dependents:
+            names = [f"{other.key} (ID: {other.id})" for other in dependents[:5]]
+            if len(dependents) > 5:
+                names.append(f"and {len(dependents) - 5} more")
+            raise ValidationError(
+                f"Cannot delete this feature flag because other flags depend on it: {', '.join(names)}. "
+                "Please update or delete the dependent flags first."
+            )
 
     async def _sync_experiments(self, flag: FeatureFlag) -> None:
         """A running experiment pauses when its flag is switched off and resumes when it is on again."""

@@ -71,6 +71,22 @@ class FlagRepository:
             found[flag_id].append(experiment_id)
         return found
 
+    async def flags_depending_on(self, flag: FeatureFlag) -> list[FeatureFlag]:
+        """Live, active flags whose conditions test `flag` (a `flag` property naming its id or key)."""
+        names = {str(flag.id), flag.key}
+        query = self._scoped().where(FeatureFlag.deleted.is_(False), FeatureFlag.active.is_(True), FeatureFlag.id != flag.id)
+        dependents = []
+        for other in (await self.session.execute(query.order_by(FeatureFlag.key))).scalars():
+            groups = (other.filters or {}).get("groups") or []
+            if any(
+                isinstance(prop, dict) and prop.get("type") == "flag" and str(prop.get("key")) in names
+                for group in groups
+                if isinstance(group, dict)
+                for prop in group.get("properties") or []
+            ):
+                dependents.append(other)
+        return dependents
+
     async def live_flags(self) -> list[FeatureFlag]:
         """Every flag that is not deleted, in id order (what evaluation and SDK definitions serve)."""
         rows = await self.session.execute(self._scoped().where(FeatureFlag.deleted.is_(False)).order_by(FeatureFlag.id))
