@@ -65,7 +65,7 @@ class CapturedEvent:
 
 # --- the body -------------------------------------------------------------------------------
 
-def gunzip(data: bytes, max_bytes: int) -> bytes:
+def _gunzip(data: bytes, max_bytes: int) -> bytes:
     """Inflate a gzip (or zlib) body, refusing output beyond `max_bytes` so a bomb cannot expand."""
     inflater = zlib.decompressobj(wbits=32 + zlib.MAX_WBITS)
     try:
@@ -103,7 +103,7 @@ def decode_body(
     """Turn a capture body (JSON, gzip, base64 or form `data=`) into its JSON value."""
     compression = (query.get("compression") or "").lower()
     if "gzip" in content_encoding.lower() or compression in _GZIP_COMPRESSIONS or raw.startswith(_GZIP_MAGIC):
-        raw = gunzip(raw, max_bytes)
+        raw = _gunzip(raw, max_bytes)
     if "application/x-www-form-urlencoded" in content_type.lower() or raw.startswith(b"data="):
         form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
         compression = (form.get("compression") or compression).lower()
@@ -116,7 +116,7 @@ def decode_body(
     if raw[:1] not in (b"{", b"["):
         raw = _base64(raw)
         if raw.startswith(_GZIP_MAGIC):
-            raw = gunzip(raw, max_bytes)
+            raw = _gunzip(raw, max_bytes)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
