@@ -14,9 +14,6 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,36 +23,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 import orjson
 import uvloop
 from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.conftest import _create_postgres_database, _drop_postgres_database  # noqa: E402
+from tests.flags.live_server import EXPERIMENTS, running_server  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 VARIANTS = ("control", "test")
 
 
-def experiments_command() -> str:
-    beside_python = Path(sys.executable).with_name("experiments")
-    return str(beside_python) if beside_python.exists() else shutil.which("experiments") or "experiments"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def admin_connection(server_url: str) -> asyncpg.Connection:
-    url = make_url(server_url)
-    return await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database=url.database or "postgres",
-    )
-
-
-def cpu_seconds(match) -> float:
-    """User+system CPU time of the processes `match(pid, cmdline)` selects, from /proc."""
+def database_cpu_seconds(database: str) -> float:
+    """User+system CPU time of the PostgreSQL backends serving `database`, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -63,10 +45,10 @@ def cpu_seconds(match) -> float:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if not match(int(entry.name), cmdline):
+            if not (cmdline.startswith("postgres:") and f" {database} " in cmdline):
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+        except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
@@ -107,21 +89,6 @@ def build_batches(project_api_key: str, batches: int, batch_size: int, seed: int
             )
         bodies.append(orjson.dumps({"api_key": project_api_key, "batch": events, "sent_at": now.isoformat()}))
     return bodies
-
-
-async def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited with code {server.returncode}")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError("server did not become healthy in time")
 
 
 class KeepAliveConnection:
@@ -195,82 +162,54 @@ async def send_all(host: str, port: int, bodies: list[bytes], clients: int, seco
 
 
 async def run(args: argparse.Namespace) -> int:
-    server_url = args.database_url
-    database = f"bench_ingest_{uuid.uuid4().hex[:10]}"
-    admin = await admin_connection(server_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    database_url = make_url(server_url).set(database=database).render_as_string(hide_password=False)
-    env = {**os.environ, "DATABASE_URL": database_url, "RUN_WORKER": "false"}
-    port = free_port()
-    server = None
+    database_url = await _create_postgres_database(args.database_url)
+    database = make_url(database_url).database
     try:
         bootstrap = subprocess.run(
-            [experiments_command(), "bootstrap", "--project-name", "ingest bench"],
-            env=env, check=True, capture_output=True, text=True,
+            [str(EXPERIMENTS), "bootstrap", "--project-name", "ingest bench"],
+            env={**os.environ, "DATABASE_URL": database_url}, check=True, capture_output=True, text=True,
         )
         project = orjson.loads(bootstrap.stdout.strip().splitlines()[-1])
-        server = subprocess.Popen(
-            [experiments_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning"],
-            env=env, start_new_session=True,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        await wait_until_healthy(base_url, server)
         bodies = build_batches(project["project_api_key"], args.events // args.batch_size, args.batch_size)
+        with running_server(database_url, workers=args.workers) as server:
+            server_cpu, database_cpu = server.cpu_seconds(), database_cpu_seconds(database)
+            client_cpu = time.process_time()
+            result = await send_all("127.0.0.1", server.port, bodies, args.clients, args.seconds, args.batch_size)
+            client_cpu = time.process_time() - client_cpu
+            server_cpu = server.cpu_seconds() - server_cpu
+            database_cpu = database_cpu_seconds(database) - database_cpu
 
-        def server_processes(pid: int, _: str) -> bool:
-            try:
-                return os.getpgid(pid) == server.pid
-            except ProcessLookupError:
-                return False
-
-        def database_backends(_: int, cmdline: str) -> bool:
-            return cmdline.startswith("postgres:") and f" {database} " in cmdline
-
-        server_cpu, database_cpu = cpu_seconds(server_processes), cpu_seconds(database_backends)
-        client_cpu = time.process_time()
-        result = await send_all("127.0.0.1", port, bodies, args.clients, args.seconds, args.batch_size)
-        client_cpu = time.process_time() - client_cpu
-        server_cpu = cpu_seconds(server_processes) - server_cpu
-        database_cpu = cpu_seconds(database_backends) - database_cpu
-
-        check = await admin_connection(database_url)
+        url = make_url(database_url)
+        check = await asyncpg.connect(
+            host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
+            password=url.password, database=database,
+        )
         try:
             stored = await check.fetchval("SELECT count(*) FROM events")
             persons = await check.fetchval("SELECT count(*) FROM persons")
         finally:
             await check.close()
-        rate = result["accepted_events"] / result["elapsed_seconds"]
-        per_thousand = 1000 / max(result["accepted_events"], 1)
-        load = os.getloadavg()[0]
-        print(
-            f"capture bench: {args.workers} workers, {args.clients} clients, batches of {args.batch_size}\n"
-            f"  requests            {result['requests']} ({result['failed_requests']} failed)\n"
-            f"  accepted events     {result['accepted_events']} in {result['elapsed_seconds']:.2f} s\n"
-            f"  throughput          {rate:,.0f} events/s\n"
-            f"  request latency     p50 {result['latency_p50_ms']:.1f} ms, p99 {result['latency_p99_ms']:.1f} ms\n"
-            f"  stored events       {stored} ({'matches' if stored == result['accepted_events'] else 'MISMATCH'})\n"
-            f"  persons             {persons}\n"
-            f"  server CPU          {server_cpu:.2f} s ({server_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
-            f"  PostgreSQL CPU      {database_cpu:.2f} s ({database_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
-            f"  load generator CPU  {client_cpu:.2f} s\n"
-            f"  CPUs {os.cpu_count()}, load average {load:.1f} when done; with the CPUs to itself the server and\n"
-            f"  database would sustain about {result['accepted_events'] / max(server_cpu + database_cpu, 1e-9) * os.cpu_count():,.0f} events/s"
-            " (projection from the CPU they used, not a measurement)"
-        )
-        return 0 if stored == result["accepted_events"] and result["failed_requests"] == 0 else 1
     finally:
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        admin = await admin_connection(server_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+        await _drop_postgres_database(database_url)
+
+    rate = result["accepted_events"] / result["elapsed_seconds"]
+    per_thousand = 1000 / max(result["accepted_events"], 1)
+    projected = result["accepted_events"] / max(server_cpu + database_cpu, 1e-9) * os.cpu_count()
+    print(
+        f"capture bench: {args.workers} workers, {args.clients} clients, batches of {args.batch_size}\n"
+        f"  requests            {result['requests']} ({result['failed_requests']} failed)\n"
+        f"  accepted events     {result['accepted_events']} in {result['elapsed_seconds']:.2f} s\n"
+        f"  throughput          {rate:,.0f} events/s\n"
+        f"  request latency     p50 {result['latency_p50_ms']:.1f} ms, p99 {result['latency_p99_ms']:.1f} ms\n"
+        f"  stored events       {stored} ({'matches' if stored == result['accepted_events'] else 'MISMATCH'})\n"
+        f"  persons             {persons}\n"
+        f"  server CPU          {server_cpu:.2f} s ({server_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
+        f"  PostgreSQL CPU      {database_cpu:.2f} s ({database_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
+        f"  load generator CPU  {client_cpu:.2f} s\n"
+        f"  CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} when done; with the CPUs to itself the server\n"
+        f"  and database would sustain about {projected:,.0f} events/s (projection from the CPU they used, not a measurement)"
+    )
+    return 0 if stored == result["accepted_events"] and result["failed_requests"] == 0 else 1
 
 
 def main() -> int:
