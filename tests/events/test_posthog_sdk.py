@@ -1,5 +1,5 @@
-"""The official posthog-python SDK's own requests, recorded at its HTTP session and replayed
-against the service unchanged (body bytes, headers and path)."""
+"""The official posthog-python SDK: its own requests recorded at its HTTP session and replayed
+against the app unchanged (body bytes, headers and path), and the SDK sending to a real server."""
 
 import gzip
 from datetime import UTC, datetime, timedelta
@@ -12,6 +12,7 @@ from posthog import request as posthog_request
 from posthog.client import Client
 
 from tests.events.conftest import stored_events, stored_person
+from tests.flags.live_server import running_server
 
 
 class RecordingSession:
@@ -86,3 +87,27 @@ async def test_sdk_capture_set_and_flag_called_events(client, kit, app, sdk_requ
     assert (flag_called.flag_key, flag_called.flag_response) == ("new-checkout", "test")
     person = await stored_person(app, kit.project_id, "sdk-user")
     assert person.properties == {"plan": "pro", "first_plan": "free"}
+
+
+@pytest.mark.parametrize("use_gzip", [False, True])
+async def test_sdk_batches_reach_a_real_server(kit, app, db_name, database_urls, use_gzip):
+    with running_server(database_urls[db_name]) as server:
+        sdk = Client(
+            kit.project_api_key, host=server.url, gzip=use_gzip, disable_geoip=True, flush_at=50,
+            enable_exception_autocapture=False,
+        )
+        uuids = [sdk.capture("$pageview", distinct_id=f"live-{index % 7}", properties={"n": index}) for index in range(120)]
+        sdk.capture(
+            "$feature_flag_called", distinct_id="live-0",
+            properties={"$feature_flag": "live-flag", "$feature_flag_response": False},
+        )
+        sdk.set(distinct_id="live-0", properties={"plan": "team"})
+        sdk.flush()
+        sdk.shutdown()
+
+    stored = await stored_events(app, kit.project_id)
+    assert {str(row.uuid) for row in stored} >= set(uuids)
+    assert len(stored) == 122
+    [flag_called] = [row for row in stored if row.event == "$feature_flag_called"]
+    assert (flag_called.flag_key, flag_called.flag_response) == ("live-flag", "false")
+    assert (await stored_person(app, kit.project_id, "live-0")).properties == {"plan": "team"}
