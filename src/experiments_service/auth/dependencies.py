@@ -12,6 +12,9 @@ from experiments_service.errors import AuthenticationFailed, NotAuthenticated, N
 from experiments_service.models import PersonalAPIKey, Project, User
 
 
+INVALID_PERSONAL_KEY = "Personal API key found in request Authorization header is invalid."
+
+
 @dataclass
 class ProjectContext:
     """Who is calling, with which key, on which project (already access-checked)."""
@@ -40,27 +43,35 @@ async def authenticate(request: Request, session: SessionDep) -> tuple[PersonalA
         raise NotAuthenticated()
     found = await AuthRepository(session).key_with_user(hash_key(token))
     if found is None:
-        raise AuthenticationFailed("Personal API key found in request Authorization header is invalid.")
+        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
     return found
+
+
+def _path_project_id(request: Request) -> int:
+    """The path's project id, or -1 (matches no project) when it is not a valid id."""
+    try:
+        project_id = int(request.path_params.get("project_id"))
+    except (TypeError, ValueError):
+        return -1
+    return project_id if 0 < project_id < 2**31 else -1
 
 
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
     async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        key, user = await authenticate(request, session)
+        token = bearer_token(request)
+        if token is None:
+            raise NotAuthenticated()
+        found = await AuthRepository(session).resolve_access(hash_key(token), _path_project_id(request))
+        if found is None:
+            raise AuthenticationFailed(INVALID_PERSONAL_KEY)
+        key, user, project, is_member = found
         if not scope_allows(list(key.scopes or []), scope):
             raise PermissionDenied(f"API key missing required scope '{scope}'")
-        raw_project_id = request.path_params.get("project_id")
-        try:
-            project_id = int(raw_project_id)
-        except (TypeError, ValueError):
-            raise NotFound() from None
-        repo = AuthRepository(session)
-        project = await repo.project(project_id)
         if project is None:
             raise NotFound()
-        if not await repo.is_member(project.id, user.id):
+        if not is_member:
             raise PermissionDenied("You don't have access to the project.")
         return ProjectContext(project=project, user=user, key=key)
 

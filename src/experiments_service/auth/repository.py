@@ -1,6 +1,6 @@
 """SQL for projects, users, memberships and keys."""
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.models import PersonalAPIKey, Project, ProjectMember, User
@@ -19,6 +19,26 @@ class AuthRepository:
             )
         ).first()
         return (row[0], row[1]) if row else None
+
+    async def resolve_access(
+        self, secure_value: str, project_id: int
+    ) -> tuple[PersonalAPIKey, User, Project | None, bool] | None:
+        """Key, its user, the project and whether the user is a member, in one round trip."""
+        row = (
+            await self.session.execute(
+                select(PersonalAPIKey, User, Project, ProjectMember.user_id)
+                .join(User, User.id == PersonalAPIKey.user_id)
+                .outerjoin(Project, Project.id == project_id)
+                .outerjoin(
+                    ProjectMember,
+                    and_(ProjectMember.project_id == project_id, ProjectMember.user_id == User.id),
+                )
+                .where(PersonalAPIKey.secure_value == secure_value)
+            )
+        ).first()
+        if row is None:
+            return None
+        return row[0], row[1], row[2], row[3] is not None
 
     async def project(self, project_id: int) -> Project | None:
         return await self.session.get(Project, project_id)
