@@ -12,6 +12,9 @@ from tests.flags.factories import boolean_filters, multivariate_filters
 from tests.flags.live_server import running_server
 
 DISTINCT_IDS = [f"e2e-user-{n}" for n in range(500)]
+# What each person tells the SDK about itself (a property condition reads `plan`).
+PERSON_PROPERTIES = {distinct_id: {"plan": ("free", "pro", "enterprise")[n % 3]} for n, distinct_id in enumerate(DISTINCT_IDS)}
+PAID = [{"key": "plan", "value": ["pro", "enterprise"], "operator": "exact", "type": "person"}]
 MULTI_PAYLOADS = {"control": {"color": "grey"}, "red": {"color": "red", "size": 2}, "blue": [1, 2, 3]}
 
 
@@ -27,7 +30,8 @@ def _direct(http: httpx.Client, base: str, token: str, keys: list[str]) -> dict[
     """Values and payloads from our /flags?v=2, per distinct id."""
     found = {}
     for distinct_id in DISTINCT_IDS:
-        flags = http.post(f"{base}/flags/?v=2", json={"token": token, "distinct_id": distinct_id}).json()["flags"]
+        body = {"token": token, "distinct_id": distinct_id, "person_properties": PERSON_PROPERTIES[distinct_id]}
+        flags = http.post(f"{base}/flags/?v=2", json=body).json()["flags"]
         found[distinct_id] = {
             key: (flags[key]["variant"] or flags[key]["enabled"], flags[key]["metadata"]["payload"]) for key in keys
         }
@@ -37,7 +41,9 @@ def _direct(http: httpx.Client, base: str, token: str, keys: list[str]) -> dict[
 def _from_sdk(client: Posthog, keys: list[str], *, locally: bool) -> dict[str, dict]:
     found = {}
     for distinct_id in DISTINCT_IDS:
-        result = client.get_all_flags_and_payloads(distinct_id, only_evaluate_locally=locally)
+        result = client.get_all_flags_and_payloads(
+            distinct_id, person_properties=PERSON_PROPERTIES[distinct_id], only_evaluate_locally=locally
+        )
         payloads = result["featureFlagPayloads"] or {}
         found[distinct_id] = {
             key: (result["featureFlags"][key], payloads.get(key))
@@ -71,6 +77,8 @@ def test_sdk_remote_local_and_direct_agree(kit, server):
         assert http.post(f"{api}/feature_flags/", json={"key": "e2e-rollout", "filters": boolean_filters(50)}).status_code == 201
         multi = multivariate_filters([("control", 40), ("red", 30), ("blue", 30)], rollout=80, payloads=MULTI_PAYLOADS)
         assert http.post(f"{api}/feature_flags/", json={"key": "e2e-multi", "filters": multi}).status_code == 201
+        paid = boolean_filters(70, properties=PAID)
+        assert http.post(f"{api}/feature_flags/", json={"key": "e2e-paid", "filters": paid}).status_code == 201
         experiment = http.post(
             f"{api}/experiments/", json={"name": "E2E experiment", "feature_flag_key": "e2e-exp"}
         )
@@ -78,7 +86,7 @@ def test_sdk_remote_local_and_direct_agree(kit, server):
         experiment_id = experiment.json()["id"]
         assert http.post(f"{api}/experiments/{experiment_id}/launch/").status_code == 200
 
-        keys = ["e2e-rollout", "e2e-multi", "e2e-exp"]
+        keys = ["e2e-rollout", "e2e-multi", "e2e-paid", "e2e-exp"]
         direct = _normalised(_direct(http, server, token, keys))
 
         remote = _sdk(token, server)
@@ -97,6 +105,9 @@ def test_sdk_remote_local_and_direct_agree(kit, server):
                 value, payload = flags["e2e-multi"]
                 assert payload == (MULTI_PAYLOADS[value] if value else None)
             assert {flags["e2e-exp"][0] for flags in direct.values()} == {"control", "test"}
+            paid_on = {d for d, flags in direct.items() if flags["e2e-paid"][0]}
+            assert paid_on and all(PERSON_PROPERTIES[d]["plan"] != "free" for d in paid_on)
+            assert 0.55 < len(paid_on) / sum(p["plan"] != "free" for p in PERSON_PROPERTIES.values()) < 0.85
             for distinct_id in DISTINCT_IDS[:50]:
                 expected_value, expected_payload = direct[distinct_id]["e2e-multi"]
                 assert remote.get_feature_flag("e2e-multi", distinct_id, send_feature_flag_events=False) == expected_value
