@@ -48,6 +48,21 @@ class BodySizeLimitMiddleware:
         await self.app(scope, receive, send)
 
 
+def sdk_cors_headers(scope: Scope) -> dict[str, str]:
+    """CORS headers for the SDK endpoints (flags, capture): browser SDKs call them from the
+    site's own origin, with credentials."""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            return {
+                "Access-Control-Allow-Origin": value.decode("latin-1"),
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Content-Encoding",
+                "Vary": "Origin",
+            }
+    return {}
+
+
 async def read_body_within(request: Request, max_bytes: int) -> bytes:
     """The request body, refused with 413 as soon as it outgrows the limit (chunked uploads
     declare no Content-Length for `BodySizeLimitMiddleware` to check)."""

@@ -28,6 +28,23 @@ class TestCapturePaths:
         assert stored.properties == {"plan": "pro"}
         assert stored.flag_key is None and stored.flag_response is None
 
+    async def test_browser_origin_gets_cors_headers(self, client, kit, app):
+        origin = {"Origin": "https://shop.example"}
+        preflight = await client.options("/e/", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        response = await client.post("/e/", json={"token": kit.project_api_key, **event("from-browser")}, headers=origin)
+        assert response.status_code == 200 and response.json() == OK
+        assert response.headers["access-control-allow-origin"] == "https://shop.example"
+        assert [row.event for row in await stored_events(app, kit.project_id)] == ["from-browser"]
+
+    async def test_no_origin_no_cors_headers(self, client, kit):
+        response = await client.post("/batch/", json={"api_key": kit.project_api_key, "batch": [event("a")]})
+        assert response.status_code == 200
+        assert "access-control-allow-origin" not in response.headers
+
     async def test_get_is_not_a_capture_method(self, client, kit):
         response = await client.get("/batch/")
         assert response.status_code == 405

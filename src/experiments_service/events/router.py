@@ -1,12 +1,12 @@
 """HTTP routes of the events domain (thin: parse, call the service, render)."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
 from experiments_service.events.service import CaptureService, RecentEventNames
 from experiments_service.flags.cache import flag_cache
-from experiments_service.middleware import read_body_within
+from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 router = APIRouter(route_class=TransactionalRoute, tags=["events"])
 
@@ -43,8 +43,9 @@ def recent_event_names(request: Request) -> RecentEventNames:
     return state.recent_event_names
 
 
-async def capture(request: Request, session: SessionDep) -> CaptureResponse:
+async def capture(request: Request, response: Response, session: SessionDep) -> CaptureResponse:
     """Capture events (PostHog's capture API): invalid events are dropped, valid ones stored."""
+    response.headers.update(sdk_cors_headers(request.scope))
     max_bytes = request.app.state.settings.max_body_bytes
     project_for_token = flag_cache(request.app).project_id_for_token
     await CaptureService(session, recent_event_names(request), project_for_token).capture(
@@ -57,6 +58,11 @@ async def capture(request: Request, session: SessionDep) -> CaptureResponse:
     return CaptureResponse()
 
 
+async def capture_preflight(request: Request) -> Response:
+    """Browsers ask before posting JSON from a site's page (posthog-js)."""
+    return Response(status_code=200, headers=sdk_cors_headers(request.scope))
+
+
 for _path, _name in CAPTURE_PATHS.items():
     router.add_api_route(
         _path,
@@ -67,3 +73,4 @@ for _path, _name in CAPTURE_PATHS.items():
         responses=_CAPTURE_ERRORS,
         openapi_extra={"requestBody": _CAPTURE_BODY},
     )
+    router.add_api_route(_path, capture_preflight, methods=["OPTIONS"], name=f"{_name}_preflight", include_in_schema=False)

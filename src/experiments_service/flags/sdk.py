@@ -22,7 +22,7 @@ from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.middleware import read_body_within
+from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 log = logging.getLogger(__name__)
 
@@ -299,20 +299,6 @@ async def respond(request: Request, endpoint: str) -> Response:
 _FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
 
 
-def _cors_headers(scope: Scope) -> dict[str, str]:
-    """Browser SDKs call these endpoints from the site's own origin, with credentials."""
-    for name, value in scope["headers"]:
-        if name == b"origin":
-            return {
-                "Access-Control-Allow-Origin": value.decode("latin-1"),
-                "Access-Control-Allow-Credentials": "true",
-                "Access-Control-Allow-Methods": "POST, OPTIONS",
-                "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Content-Encoding",
-                "Vary": "Origin",
-            }
-    return {}
-
-
 class SDKFastPath:
     """Serve `POST /flags/` and `/decide/` before the framework's routing and dependency machinery.
 
@@ -329,7 +315,7 @@ class SDKFastPath:
         if endpoint is None or scope["method"] not in ("POST", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        cors = _cors_headers(scope)
+        cors = sdk_cors_headers(scope)
         if scope["method"] == "OPTIONS":
             response = Response(status_code=200, headers=cors)
         else:
