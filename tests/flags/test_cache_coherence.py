@@ -12,7 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from experiments_service.db import Database
+from experiments_service.flags.cache import FlagCache
+from experiments_service.flags.evaluation import EvaluationContext
 from experiments_service.models import FeatureFlag, FlagDefinitionsVersion
+from experiments_service.settings import Settings
 from tests.flags.factories import boolean_filters
 from tests.flags.live_server import running_server
 
@@ -92,3 +96,18 @@ async def test_version_check_picks_up_changes_without_notification(app, client, 
         return await _served(client, "", kit.project_api_key, "quiet") is False
 
     assert await _wait_until(served_off, app.state.settings.flag_cache_ttl_seconds + 1.0) <= app.state.settings.flag_cache_ttl_seconds + 1.0
+
+
+async def test_cached_flags_are_served_while_the_database_is_unreachable(app, client, kit):
+    await client.post(f"{kit.base}/feature_flags/", json={"key": "resilient", "filters": boolean_filters(100)}, headers=kit.headers)
+    cache = FlagCache(app.state.db, ttl_seconds=0.0)
+    entry = await cache.get(kit.project_id)
+    # From now on every version check hits a server that refuses connections.
+    cache.db = Database(Settings(database_url="postgresql+asyncpg://postgres@127.0.0.1:9/unreachable"))
+    try:
+        served = await cache.get(kit.project_id)
+    finally:
+        await cache.db.dispose()
+    assert served is entry
+    result = served.compiled.evaluate(EvaluationContext(distinct_id="anyone"))
+    assert result["resilient"].enabled is True

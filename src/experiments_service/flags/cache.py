@@ -27,6 +27,7 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from experiments_service.auth.repository import AuthRepository
@@ -182,6 +183,10 @@ class FlagCache:
                 else:
                     self.evict(project_id)
                     entry = await self._load_once(project_id)
+            except (OSError, SQLAlchemyError) as error:
+                # The database is unreachable: keep serving what we have and try again later.
+                log.warning("flag definitions version check failed for project %s: %s", project_id, error)
+                entry.checked_at = time.monotonic()
             finally:
                 self._checking.discard(project_id)
         return entry
