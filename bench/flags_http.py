@@ -8,8 +8,9 @@ work, where wall-clock throughput does not).
 
     .venv/bin/python bench/flags_http.py [--seconds 10] [--connections 32] [--generators 1]
 
-The load generator is a raw asyncio HTTP/1.1 client (uvloop, requests serialised before the
-clock starts) in `--generators` processes, so it costs little CPU next to the server.
+The load generator is a bare asyncio protocol speaking HTTP/1.1 keep-alive (uvloop, requests
+serialised before the clock starts) in `--generators` processes; it reports its own CPU time,
+which stays a small fraction of the server's.
 The PostgreSQL server comes from `--database-url` (default `$TEST_DATABASE_URL`, else
 `postgresql+asyncpg://postgres@127.0.0.1:5432/postgres`); a database is created for the run and
 dropped afterwards.
@@ -129,41 +130,80 @@ def build_requests(port: int, token: str, count: int = 10_000, seed: int = 11) -
     return requests
 
 
-async def _connection(port: int, requests: list[bytes], start: int, deadline: float, latencies: list[float], errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    index = start
-    clock = time.perf_counter
-    while clock() < deadline:
-        request = requests[index % len(requests)]
-        index += 1
-        began = clock()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        lower = head.lower()
+class _KeepAliveClient(asyncio.Protocol):
+    """One keep-alive connection sending the next request as soon as a response is complete
+    (a bare protocol: far less per-request work than asyncio streams)."""
+
+    def __init__(self, requests: list[bytes], start: int, deadline: float, latencies: list[float], errors: list[int], done: asyncio.Future):
+        self.requests, self.index, self.deadline = requests, start, deadline
+        self.latencies, self.errors, self.done = latencies, errors, done
+        self.buffer = b""
+        self.began = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.began = time.perf_counter()
+        self.transport.write(self.requests[self.index % len(self.requests)])
+        self.index += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        lower = self.buffer[:end].lower()
         at = lower.index(b"content-length:") + 15
-        length = int(lower[at:lower.index(b"\r\n", at)])
-        await reader.readexactly(length)
-        latencies.append(clock() - began)
-        if head[9:12] != b"200":
-            errors.append(int(head[9:12]))
-    writer.close()
+        line_end = lower.find(b"\r\n", at)
+        length = int(lower[at : line_end if line_end >= 0 else len(lower)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        now = time.perf_counter()
+        self.latencies.append(now - self.began)
+        if self.buffer[9:12] != b"200":
+            self.errors.append(int(self.buffer[9:12]))
+        self.buffer = self.buffer[end + 4 + length:]
+        if now < self.deadline:
+            self._send()
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
-def generate_load(port: int, requests: list[bytes], connections: int, seconds: float, offset: int) -> tuple[list[float], list[int]]:
-    """One generator process: `connections` keep-alive connections until the deadline."""
+def generate_load(port: int, requests: list[bytes], connections: int, seconds: float, offset: int) -> tuple[list[float], list[int], float]:
+    """One generator process: `connections` keep-alive connections until the deadline.
+
+    Returns latencies, non-200 statuses and the CPU seconds the generator itself used."""
+    import resource
+
     import uvloop
 
     latencies: list[float] = []
     errors: list[int] = []
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(
-            _connection(port, requests, offset + i * 997, deadline, latencies, errors) for i in range(connections)
-        ))
+        finished = []
+        for i in range(connections):
+            done = loop.create_future()
+            finished.append(done)
+            await loop.create_connection(
+                lambda done=done, i=i: _KeepAliveClient(requests, offset + i * 997, deadline, latencies, errors, done),
+                "127.0.0.1",
+                port,
+            )
+        await asyncio.gather(*finished)
 
+    before = resource.getrusage(resource.RUSAGE_SELF)
     uvloop.run(main())
-    return latencies, errors
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return latencies, errors, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def measure(port: int, requests: list[bytes], connections: int, generators: int, seconds: float) -> dict:
@@ -175,9 +215,10 @@ def measure(port: int, requests: list[bytes], connections: int, generators: int,
         ]
         results = [future.result() for future in futures]
         elapsed = time.perf_counter() - started
-    latencies = np.array([value for lat, _ in results for value in lat]) * 1000
-    errors = sum(len(err) for _, err in results)
+    latencies = np.array([value for lat, _, _ in results for value in lat]) * 1000
+    errors = sum(len(err) for _, err, _ in results)
     return {
+        "generator_cpu": sum(cpu for _, _, cpu in results),
         "requests": int(latencies.size),
         "errors": errors,
         "rps": latencies.size / min(elapsed, seconds + 0.5),
@@ -216,7 +257,8 @@ def main() -> int:
                     f"workers={workers} connections={args.connections} seconds={args.seconds:g}: "
                     f"{result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
                     f"{result['requests']} requests, {result['errors']} errors; "
-                    f"server CPU {server_cpu:.1f} s = {result['requests'] / server_cpu:,.0f} requests per CPU-second; "
+                    f"server CPU {server_cpu:.1f} s = {result['requests'] / server_cpu:,.0f} requests per CPU-second "
+                    f"(load generator CPU {result['generator_cpu']:.1f} s); "
                     f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
                     flush=True,
                 )
