@@ -51,6 +51,14 @@ async def timeseries(kit, experiment_id, metric):
     return response.json()
 
 
+async def set_job(app, job_id, **values):
+    """Put a job in the state a crashed or busy process would leave it in."""
+    async with app.state.db.transaction() as session:
+        await session.execute(
+            update(ExperimentTimeseriesRecalculation).where(ExperimentTimeseriesRecalculation.id == job_id).values(**values)
+        )
+
+
 async def job_row(app, job_id):
     async with app.state.db.sessionmaker() as session:
         return await session.get(ExperimentTimeseriesRecalculation, job_id)
@@ -235,13 +243,8 @@ class TestWorker:
     async def test_job_left_by_a_crashed_process_is_picked_up_again(self, app, kit):
         created, metric = await seed(app, kit)
         job_id = UUID((await recalculate(kit, created.id, metric)).json()["id"])
-        async with app.state.db.transaction() as session:
-            await session.execute(
-                update(ExperimentTimeseriesRecalculation)
-                .where(ExperimentTimeseriesRecalculation.id == job_id)
-                .values(status="in_progress", locked_by="dead-process", attempts=1,
-                        locked_at=datetime.now(UTC) - timedelta(minutes=10))
-            )
+        await set_job(app, job_id, status="in_progress", locked_by="dead-process", attempts=1,
+                      locked_at=datetime.now(UTC) - timedelta(minutes=10))
 
         ran = await run_pending_jobs(app.state.db, worker_id="fresh-process")
 
@@ -253,14 +256,8 @@ class TestWorker:
     async def test_a_resumed_job_continues_after_its_last_successful_day(self, app, kit):
         created, metric = await seed(app, kit)
         job_id = UUID((await recalculate(kit, created.id, metric)).json()["id"])
-        async with app.state.db.transaction() as session:
-            await session.execute(
-                update(ExperimentTimeseriesRecalculation)
-                .where(ExperimentTimeseriesRecalculation.id == job_id)
-                .values(status="in_progress", locked_by="dead-process",
-                        locked_at=datetime.now(UTC) - timedelta(minutes=10),
-                        last_successful_date=datetime(2026, 1, 6).date())
-            )
+        await set_job(app, job_id, status="in_progress", locked_by="dead-process",
+                      locked_at=datetime.now(UTC) - timedelta(minutes=10), last_successful_date=datetime(2026, 1, 6).date())
 
         await run_pending_jobs(app.state.db)
 
@@ -272,21 +269,14 @@ class TestWorker:
     async def test_job_with_a_live_lock_is_left_alone(self, app, kit):
         created, metric = await seed(app, kit)
         job_id = UUID((await recalculate(kit, created.id, metric)).json()["id"])
-        async with app.state.db.transaction() as session:
-            await session.execute(
-                update(ExperimentTimeseriesRecalculation)
-                .where(ExperimentTimeseriesRecalculation.id == job_id)
-                .values(status="in_progress", locked_by="busy-process", locked_at=datetime.now(UTC))
-            )
+        await set_job(app, job_id, status="in_progress", locked_by="busy-process", locked_at=datetime.now(UTC))
 
         ran = await run_pending_jobs(app.state.db, worker_id="other-process")
 
         assert job_id not in ran
         job = await job_row(app, job_id)
         assert (job.status, job.locked_by) == ("in_progress", "busy-process")
-        async with app.state.db.transaction() as session:  # let later tests' workers skip it for good
-            await session.execute(update(ExperimentTimeseriesRecalculation)
-                                  .where(ExperimentTimeseriesRecalculation.id == job_id).values(status="failed"))
+        await set_job(app, job_id, status="failed")  # later tests' workers skip it for good
 
     async def test_worker_in_the_app_runs_a_new_job_at_once(self, app, kit, database_urls, db_name):
         created, metric = await seed(app, kit)
