@@ -2,11 +2,9 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite, authenticate, bearer_token
-from experiments_service.auth.keys import scope_allows
-from experiments_service.auth.repository import AuthRepository
+from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWrite
 from experiments_service.deps import SessionDep, TransactionalRoute
-from experiments_service.errors import CustomBodyError, NotAuthenticated, PermissionDenied, ValidationError
+from experiments_service.errors import CustomBodyError
 from experiments_service.flags import sdk
 from experiments_service.flags.api_schemas import (
     FeatureFlagCreate,
@@ -15,7 +13,6 @@ from experiments_service.flags.api_schemas import (
     GroupTypeOut,
 )
 from experiments_service.flags.api_service import FlagsAPI
-from experiments_service.flags.cache import flag_cache
 from experiments_service.flags.groups import GroupTypes
 from experiments_service.flags.schemas import FeatureFlagOut
 from experiments_service.pagination import Page, PageDep
@@ -117,28 +114,6 @@ async def decide(request: Request) -> Response:
     return await sdk.respond(request, "decide")
 
 
-async def _definitions(request: Request, session: SessionDep, token: str | None) -> Response:
-    if bearer_token(request) is None:
-        raise NotAuthenticated()
-    if not token:
-        raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
-    # Cache first: on SQLite a load needs the one connection the request session would hold.
-    cache = flag_cache(request.app)
-    project_id = await cache.project_id_for_token(token)
-    project = await cache.get(project_id) if project_id is not None else None
-    key, user = await authenticate(request, session)
-    if not scope_allows(list(key.scopes or []), "feature_flag:read"):
-        raise PermissionDenied("API key missing required scope 'feature_flag:read'")
-    if project is None:
-        raise sdk.INVALID_PROJECT_KEY
-    if not await AuthRepository(session).is_member(project.project_id, user.id):
-        raise PermissionDenied("You don't have access to the project.")
-    headers = {"ETag": project.etag}
-    if request.headers.get("if-none-match") == project.etag:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(project.definitions_body, media_type=_JSON, headers=headers)
-
-
 _DEFINITIONS_RESPONSES = {
     200: {"description": "`{flags, group_type_mapping, cohorts}` for SDK local evaluation, with an ETag"},
     304: {"description": "Unchanged since the `If-None-Match` ETag"},
@@ -149,10 +124,10 @@ _DEFINITIONS_RESPONSES = {
 @router.get("/flags/definitions/", response_class=Response, responses=_DEFINITIONS_RESPONSES)
 async def flag_definitions(request: Request, session: SessionDep, token: str | None = None) -> Response:
     """Flag definitions for SDK local evaluation (personal API key with feature_flag:read, project `token`)."""
-    return await _definitions(request, session, token)
+    return await sdk.definitions_response(request, session, token)
 
 
 @router.get("/api/feature_flag/local_evaluation/", response_class=Response, responses=_DEFINITIONS_RESPONSES)
 async def local_evaluation_definitions(request: Request, session: SessionDep, token: str | None = None) -> Response:
     """The older path of the local-evaluation definitions."""
-    return await _definitions(request, session, token)
+    return await sdk.definitions_response(request, session, token)

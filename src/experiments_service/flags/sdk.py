@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from experiments_service.auth.dependencies import authenticate, bearer_token
+from experiments_service.auth.keys import scope_allows
+from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
-from experiments_service.errors import APIError, AuthenticationFailed, ParseError, ValidationError
+from experiments_service.errors import (
+    APIError,
+    AuthenticationFailed,
+    NotAuthenticated,
+    ParseError,
+    PermissionDenied,
+    ValidationError,
+)
 from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
@@ -185,6 +196,31 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
         log.exception("flag evaluation failed for project %s", project_id)
         return project, {}, True
     return project, results, False
+
+
+# --- local-evaluation definitions -------------------------------------------------------------
+
+async def definitions_response(request: Request, session: AsyncSession, token: str | None) -> Response:
+    """Local-evaluation definitions for a member's personal API key with `feature_flag:read`."""
+    if bearer_token(request) is None:
+        raise NotAuthenticated()
+    if not token:
+        raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
+    # Cache first: on SQLite a load needs the one connection the request session would hold.
+    cache = flag_cache(request.app)
+    project_id = await cache.project_id_for_token(token)
+    project = await cache.get(project_id) if project_id is not None else None
+    key, user = await authenticate(request, session)
+    if not scope_allows(list(key.scopes or []), "feature_flag:read"):
+        raise PermissionDenied("API key missing required scope 'feature_flag:read'")
+    if project is None:
+        raise INVALID_PROJECT_KEY
+    if not await AuthRepository(session).is_member(project.project_id, user.id):
+        raise PermissionDenied("You don't have access to the project.")
+    headers = {"ETag": project.etag}
+    if request.headers.get("if-none-match") == project.etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(project.definitions_body, media_type="application/json", headers=headers)
 
 
 # --- rendering -------------------------------------------------------------------------------
