@@ -252,6 +252,15 @@ class TestStoredState:
             (user, anon, "sticky") for anon, user in pairs
         )
 
+    async def test_overlong_identifiers_skip_the_override(self, app, client, kit):
+        await create_flag(client, kit, "sticky-long", filters=boolean_filters(50), ensure_experience_continuity=True)
+        body = {"token": kit.project_api_key, "distinct_id": "u" * 500, "$anon_distinct_id": "a" * 500}
+        response = await _flags(client, body)
+        assert response.status_code == 200 and "sticky-long" in response.json()["flags"]
+        async with app.state.db.sessionmaker() as session:
+            rows = (await session.execute(select(HashKeyOverride).where(HashKeyOverride.project_id == kit.project_id))).all()
+        assert rows == []
+
     async def test_flag_change_is_served_at_once(self, client, kit):
         flag = await create_flag(client, kit, "switch")
         request = {"token": kit.project_api_key, "distinct_id": "x"}

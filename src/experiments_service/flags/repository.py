@@ -130,8 +130,12 @@ class FlagRepository:
         return dict((await self.session.execute(query)).tuples().all())
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
-        """Store `hash_key` for these flags unless an override exists already (first one wins)."""
-        if not flag_keys:
+        """Store `hash_key` for these flags unless an override exists already (first one wins).
+
+        Identifiers longer than the columns hold are not stored (the flag then hashes as usual).
+        """
+        longest = min(HashKeyOverride.distinct_id.type.length, HashKeyOverride.hash_key.type.length)
+        if not flag_keys or len(distinct_id) > longest or len(hash_key) > longest:
             return
         insert = postgresql_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         rows = [
