@@ -7,6 +7,7 @@ from fastapi.routing import APIRoute
 
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
+from experiments_service.events.router import CAPTURE_FAST_PATHS
 from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.settings import Settings, get_settings
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     install_error_handlers(app)
     _include_routers(app)
-    app.add_middleware(SDKFastPath)
+    app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TrailingSlashMiddleware)
 

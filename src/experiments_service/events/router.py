@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.deps import TransactionalRoute
 from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
 from experiments_service.events.service import CaptureService, RecentEventNames
 from experiments_service.flags.cache import flag_cache
@@ -35,6 +35,9 @@ _CAPTURE_ERRORS = {
 }
 
 
+_ACCEPTED = CaptureResponse().model_dump_json().encode()
+
+
 def recent_event_names(request: Request) -> RecentEventNames:
     """The app's record of recently written event names (one per app, so per database)."""
     state = request.app.state
@@ -43,19 +46,30 @@ def recent_event_names(request: Request) -> RecentEventNames:
     return state.recent_event_names
 
 
-async def capture(request: Request, response: Response, session: SessionDep) -> CaptureResponse:
-    """Capture events (PostHog's capture API): invalid events are dropped, valid ones stored."""
-    response.headers.update(sdk_cors_headers(request.scope))
+async def respond_capture(request: Request) -> Response:
+    """Answer one capture request in its own transaction (served ahead of routing by
+    `SDKFastPath`, and by the documented routes below)."""
     max_bytes = request.app.state.settings.max_body_bytes
-    project_for_token = flag_cache(request.app).project_id_for_token
-    await CaptureService(session, recent_event_names(request), project_for_token).capture(
-        await read_body_within(request, max_bytes),
-        content_type=request.headers.get("content-type", ""),
-        content_encoding=request.headers.get("content-encoding", ""),
-        query=request.query_params,
-        max_bytes=max_bytes,
-    )
-    return CaptureResponse()
+    body = await read_body_within(request, max_bytes)
+    async with request.app.state.db.transaction() as session:
+        await CaptureService(session, recent_event_names(request), flag_cache(request.app).project_id_for_token).capture(
+            body,
+            content_type=request.headers.get("content-type", ""),
+            content_encoding=request.headers.get("content-encoding", ""),
+            query=request.query_params,
+            max_bytes=max_bytes,
+        )
+    return Response(_ACCEPTED, media_type="application/json")
+
+
+CAPTURE_FAST_PATHS = {path: respond_capture for path in CAPTURE_PATHS}
+
+
+async def capture(request: Request) -> Response:
+    """Capture events (PostHog's capture API): invalid events are dropped, valid ones stored."""
+    response = await respond_capture(request)
+    response.headers.update(sdk_cors_headers(request.scope))
+    return response
 
 
 async def capture_preflight(request: Request) -> Response:

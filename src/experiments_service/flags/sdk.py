@@ -9,7 +9,9 @@ experience continuity (read, and on first identify write, the hash-key override)
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -336,19 +338,22 @@ _FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
 
 
 class SDKFastPath:
-    """Serve `POST /flags/` and `/decide/` before the framework's routing and dependency machinery.
+    """Serve the SDK endpoints (`POST /flags/`, `/decide/`, and `more_paths` such as capture)
+    before the framework's routing and dependency machinery, with CORS for browsers.
 
     Matching a path against every route and solving dependencies costs several times what
     evaluating a project's flags does; SDKs call these endpoints far more often than anything
-    else. The documented routes in flags/router.py answer the same way when this is not installed.
+    else. The documented routes answer the same way when this is not installed.
     """
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, more_paths: Mapping[str, Callable[[Request], Awaitable[Response]]] | None = None):
         self.app = app
+        self.handlers = {path: partial(respond, endpoint=endpoint) for path, endpoint in _FAST_PATHS.items()}
+        self.handlers.update(more_paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = _FAST_PATHS.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] not in ("POST", "OPTIONS"):
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] not in ("POST", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         cors = sdk_cors_headers(scope)
@@ -356,7 +361,7 @@ class SDKFastPath:
             response = Response(status_code=200, headers=cors)
         else:
             try:
-                response = await respond(Request(scope, receive), endpoint)
+                response = await handler(Request(scope, receive))
             except APIError as error:
                 response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
             response.headers.update(cors)
