@@ -134,6 +134,8 @@ async def run(args: argparse.Namespace) -> None:
         for name, verdict in zip(DECISION_RULES, verdicts, strict=True):
             print(f"  {name:<44} {verdict / count:7.2%}")
     count, verdicts = tallies["A/A"]
+    if not count:
+        return
     shares = dict(zip(DECISION_RULES, verdicts / count, strict=True))
     calibrated = all(0.035 <= shares[name] <= 0.065 for name in CALIBRATED_RULES)
     print("A/A within 5 ± 1.5 % for", " and ".join(CALIBRATED_RULES) + ":", "yes" if calibrated else "NO")

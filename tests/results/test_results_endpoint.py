@@ -292,3 +292,22 @@ class TestStatsConfig:
 
         assert result["baseline"]["key"] == "test"
         assert [item["key"] for item in result["variant_results"]] == ["control"]
+
+
+class TestMath:
+    async def test_unique_sessions_and_active_days_per_person(self, app, kit):
+        sessions = mean_metric("$pageview", math="unique_session")
+        days = mean_metric("$pageview", math="dau")
+        created = await create_experiment(app, kit.project_id, metrics=[sessions, days])
+        await insert_events(app, kit.project_id, [
+            flag_called("a", created.flag_key, "control", START),
+            event("$pageview", "a", START + minutes(1), {"$session_id": "s1"}),
+            event("$pageview", "a", START + minutes(2), {"$session_id": "s1"}),
+            event("$pageview", "a", START + timedelta(days=1), {"$session_id": "s2"}),
+            event("$pageview", "a", START + timedelta(days=1, minutes=1), {"$session_id": "s3"}),
+        ])
+
+        session_result, day_result = (await get_results(kit, created.id)).json()["results"]
+
+        assert by_key(session_result)["control"]["sum"] == 3.0
+        assert by_key(day_result)["control"]["sum"] == 2.0

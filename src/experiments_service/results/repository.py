@@ -247,6 +247,7 @@ class ResultsRepository:
             "min": lambda: func.min(prop),
             "max": lambda: func.max(prop),
             "unique_session": lambda: func.count(func.distinct(event_table.c.properties["$session_id"].as_string())),
+            "dau": lambda: func.count(func.distinct(func.date(event_table.c.timestamp))),
         }[source.math]()
         return cast(value.filter(condition), Float)
 

@@ -28,7 +28,7 @@ from experiments_service.results.schemas import (
     SampleRatioMismatchOut,
 )
 
-SUPPORTED_MATH = ("total", "sum", "avg", "min", "max", "unique_session")
+SUPPORTED_MATH = ("total", "sum", "avg", "min", "max", "unique_session", "dau")
 WINDOW_UNIT_SECONDS = {
     "second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400,
 }
