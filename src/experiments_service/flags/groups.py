@@ -52,5 +52,5 @@ class GroupTypes:
         )
         self.session.add(row)
         await self.session.flush()
-        await FlagRepository(self.session, self.project_id).bump_definitions_version()
+        FlagRepository(self.session, self.project_id).bump_definitions_version()
         return row, True

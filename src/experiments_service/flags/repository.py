@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, text, update
+from sqlalchemy import Select, event, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion, HashKeyOverride, Person
 
@@ -13,6 +14,29 @@ from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsV
 DEFINITIONS_CHANNEL = "flag_definitions"
 # Key in `session.info` collecting the projects whose definitions this transaction changed.
 CHANGED_PROJECTS = "changed_flag_projects"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_definitions_versions(session: Session) -> None:
+    """Bump the stamp of every project whose flags this transaction changed, and announce it.
+
+    On PostgreSQL the NOTIFY is delivered at commit, so listeners never see a change that
+    rolled back; this process's own cache is evicted after commit (flags/cache.py).
+    """
+    changed = session.info.get(CHANGED_PROJECTS)
+    if not changed:
+        return
+    for project_id in sorted(changed):
+        session.execute(
+            update(FlagDefinitionsVersion)
+            .where(FlagDefinitionsVersion.project_id == project_id)
+            .values(version=FlagDefinitionsVersion.version + 1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": DEFINITIONS_CHANNEL, "payload": str(project_id)},
+            )
 
 
 class FlagRepository:
@@ -99,23 +123,13 @@ class FlagRepository:
     def add(self, flag: FeatureFlag) -> None:
         self.session.add(flag)
 
-    async def bump_definitions_version(self) -> None:
+    def bump_definitions_version(self) -> None:
         """Mark this project's flag definitions changed (caches in every process re-load).
 
-        On PostgreSQL the NOTIFY is delivered at commit, so listeners never see a change
-        that rolled back; this process's own cache is evicted after commit (flags/cache.py).
+        The stamp itself is written just before commit (`_write_definitions_versions`), so the
+        per-project row lock is held for the commit only, not for the whole request.
         """
-        await self.session.execute(
-            update(FlagDefinitionsVersion)
-            .where(FlagDefinitionsVersion.project_id == self.project_id)
-            .values(version=FlagDefinitionsVersion.version + 1)
-        )
         self.session.info.setdefault(CHANGED_PROJECTS, set()).add(self.project_id)
-        if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": DEFINITIONS_CHANNEL, "payload": str(self.project_id)},
-            )
 
     async def person_properties(self, distinct_id: str) -> dict[str, Any]:
         """Stored properties of the person with this distinct id (empty when unknown)."""

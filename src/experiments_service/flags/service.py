@@ -66,7 +66,7 @@ class FlagService:
         )
         self.repo.add(flag)
         await self.session.flush()
-        await self.repo.bump_definitions_version()
+        self.repo.bump_definitions_version()
         record_activity(
             self.session,
             project_id=self.project_id,
@@ -111,7 +111,7 @@ class FlagService:
             setattr(flag, field, copy.deepcopy(value))
         flag.last_modified_by_id = self.actor.id if self.actor else flag.last_modified_by_id
         await self.session.flush()
-        await self.repo.bump_definitions_version()
+        self.repo.bump_definitions_version()
         after = flag_state(flag)
         record_activity(
             self.session,
