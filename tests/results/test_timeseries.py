@@ -300,7 +300,7 @@ class TestWorker:
         assert (await job_row(app, job_id)).status == "completed"
 
 
-async def test_two_workers_on_postgresql_never_run_one_job_twice(apps, database_urls, client):
+async def test_two_workers_on_postgresql_never_run_one_job_twice(apps, database_urls):
     if "postgresql" not in database_urls:
         pytest.skip("TEST_DATABASE_URL is not set")
     from tests.conftest import make_kit
