@@ -57,6 +57,13 @@ class AuthenticationFailed(APIError):
     headers = {"WWW-Authenticate": "Bearer"}
 
 
+class InvalidProjectAPIKey(AuthenticationFailed):
+    """A `phc_` project key (flag evaluation, capture) that matches no project."""
+
+    default_code = "invalid_api_key"
+    default_detail = "Project API key invalid. You can find your project API key in PostHog project settings."
+
+
 class PermissionDenied(APIError):
     status_code = 403
     error_type = "authentication_error"

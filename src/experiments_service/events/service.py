@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.errors import AuthenticationFailed, NotAuthenticated
+from experiments_service.errors import InvalidProjectAPIKey, NotAuthenticated
 from experiments_service.events.parsing import (
     CapturedEvent,
     PersonChange,
@@ -21,7 +21,6 @@ from experiments_service.events.parsing import (
     request_token,
 )
 from experiments_service.events.repository import EventsRepository
-from experiments_service.flags.sdk import INVALID_PROJECT_KEY
 from experiments_service.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -92,12 +91,11 @@ class CaptureService:
         return await self.store(project_id, accepted, now)
 
     async def _authenticate(self, token: object) -> int:
-        # Fresh exceptions each time: a shared instance would grow its traceback on every raise.
         if not token:
             raise NotAuthenticated(MISSING_API_KEY_DETAIL, code="missing_api_key")
         project_id = await self.project_for_token(token) if isinstance(token, str) else None
         if project_id is None:
-            raise AuthenticationFailed(INVALID_PROJECT_KEY.detail, code=INVALID_PROJECT_KEY.code)
+            raise InvalidProjectAPIKey()
         return project_id
 
     async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:

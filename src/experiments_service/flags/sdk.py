@@ -25,7 +25,7 @@ from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
 from experiments_service.errors import (
     APIError,
-    AuthenticationFailed,
+    InvalidProjectAPIKey,
     NotAuthenticated,
     ParseError,
     PermissionDenied,
@@ -38,11 +38,6 @@ from experiments_service.flags.repository import FlagRepository
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 log = logging.getLogger(__name__)
-
-INVALID_PROJECT_KEY = AuthenticationFailed(
-    "Project API key invalid. You can find your project API key in PostHog project settings.",
-    code="invalid_api_key",
-)
 
 # User agents of server-side SDKs (served `server` flags); browsers and mobile SDKs are clients.
 _SERVER_AGENTS = ("posthog-python", "posthog-node", "posthog-go", "posthog-ruby", "posthog-php", "posthog-java",
@@ -120,7 +115,7 @@ def parse_flags_request(body: Any, query_token: str | None, user_agent: str) -> 
         raise ParseError("Malformed request: the body must be a JSON object.")
     token = _first(body, "token", "api_key", "$token") or query_token
     if token is not None and not isinstance(token, str):
-        raise INVALID_PROJECT_KEY
+        raise InvalidProjectAPIKey()
     groups = {}
     for name, key in _object(_first(body, "groups", "$groups"), "groups").items():
         groups[name] = _identifier(key, "groups", required=True)
@@ -181,11 +176,11 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     """Authenticate by project token and evaluate; returns the project, results and whether any failed."""
     flags_request = parse_flags_request(body, request.query_params.get("token"), request.headers.get("user-agent", ""))
     if not flags_request.token:
-        raise INVALID_PROJECT_KEY
+        raise InvalidProjectAPIKey()
     cache = flag_cache(request.app)
     project_id = await cache.project_id_for_token(flags_request.token)
     if project_id is None:
-        raise INVALID_PROJECT_KEY
+        raise InvalidProjectAPIKey()
     project = await cache.get(project_id)
     if body.get("disable_flags") is True:  # the client asked for its config only
         return project, {}, False
@@ -216,7 +211,7 @@ async def definitions_response(request: Request, session: AsyncSession, token: s
     if not scope_allows(list(key.scopes or []), "feature_flag:read"):
         raise PermissionDenied("API key missing required scope 'feature_flag:read'")
     if project is None:
-        raise INVALID_PROJECT_KEY
+        raise InvalidProjectAPIKey()
     if not await AuthRepository(session).is_member(project.project_id, user.id):
         raise PermissionDenied("You don't have access to the project.")
     headers = {"ETag": project.etag}
