@@ -12,7 +12,7 @@ from sqlalchemy import select
 from experiments_service.models import HashKeyOverride, Person
 from tests.flags.factories import boolean_filters, create_flag, multivariate_filters
 
-VECTORS_FILE = Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors-sample.json"
+VECTORS_FILE = Path(__file__).resolve().parent / "data" / "vectors-sample.json"
 VECTORS = json.loads(VECTORS_FILE.read_text()) if VECTORS_FILE.exists() else None
 
 INVALID_KEY_BODY = {

@@ -16,7 +16,7 @@ from experiments_service.flags.evaluation import (
 )
 from experiments_service.flags.hashing import truncate_distinct_id
 
-VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors-sample.json").read_text())
+VECTORS = json.loads((Path(__file__).resolve().parent / "data" / "vectors-sample.json").read_text())
 SUPPLEMENTARY = VECTORS["supplementary"]
 
 
