@@ -271,6 +271,25 @@ class TestStoredState:
         await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"active": False}, headers=kit.headers)
         assert "switch" not in (await _flags(client, request)).json()["flags"]
 
+    async def test_has_experiment_follows_linking_and_soft_delete(self, client, kit):
+        await create_flag(client, kit, "linked", filters=multivariate_filters([("control", 50), ("test", 50)]))
+        request = {"token": kit.project_api_key, "distinct_id": "x"}
+
+        async def has_experiment() -> bool:
+            return (await _flags(client, request)).json()["flags"]["linked"]["metadata"]["has_experiment"]
+
+        assert await has_experiment() is False
+        created = await client.post(
+            f"{kit.base}/experiments/", json={"name": "Linked", "feature_flag_key": "linked"}, headers=kit.headers
+        )
+        assert created.status_code == 201
+        assert await has_experiment() is True
+        deleted = await client.patch(
+            f"{kit.base}/experiments/{created.json()['id']}/", json={"deleted": True}, headers=kit.headers
+        )
+        assert deleted.status_code == 200
+        assert await has_experiment() is False
+
 
 async def test_chunked_body_over_the_limit_is_413(app, client, kit):
     limit = app.state.settings.max_body_bytes

@@ -164,6 +164,8 @@ class ExperimentService:
             problem = flag_variant_problem(variants_of(flag.filters or {}))
             if problem:
                 raise ValidationError(problem)
+            # The flag now backs an experiment (`has_experiment` in /flags): refresh the caches.
+            self.flags.repo.bump_definitions_version()
         else:
             flag = await self._create_flag(data, parameters or {}, holdout)
         flag_variants = variants_of(flag.filters or {})
@@ -265,6 +267,8 @@ class ExperimentService:
                 "Restore the feature flag first, then restore the experiment."
             )
         self._check_dates(data, sent)
+        if "deleted" in sent and bool(data.deleted) != experiment.deleted:
+            self.flags.repo.bump_definitions_version()  # `has_experiment` of its flag may change
 
         stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
         baseline = (stats_config or {}).get("baseline_variant_key") or "control"
