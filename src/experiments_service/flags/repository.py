@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import Select, event, func, or_, select, text, update
+from sqlalchemy import Select, bindparam, event, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,19 @@ DEFINITIONS_CHANNEL = "flag_definitions"
 CHANGED_PROJECTS = "changed_flag_projects"
 
 
+# Bump a project's stamp; PostgreSQL announces it in the same statement (one round trip).
+_BUMP_VERSION = (
+    update(FlagDefinitionsVersion)
+    .where(FlagDefinitionsVersion.project_id == bindparam("changed_project_id"))
+    .values(version=FlagDefinitionsVersion.version + 1)
+)
+_BUMP_VERSION_AND_NOTIFY = text(
+    "WITH bumped AS (UPDATE flag_definitions_versions SET version = version + 1, updated_at = now() "
+    "WHERE project_id = :changed_project_id RETURNING project_id) "
+    f"SELECT pg_notify('{DEFINITIONS_CHANNEL}', project_id::text) FROM bumped"
+)
+
+
 @event.listens_for(Session, "before_commit")
 def _write_definitions_versions(session: Session) -> None:
     """Bump the stamp of every project whose flags this transaction changed, and announce it.
@@ -26,17 +39,9 @@ def _write_definitions_versions(session: Session) -> None:
     changed = session.info.get(CHANGED_PROJECTS)
     if not changed:
         return
+    statement = _BUMP_VERSION_AND_NOTIFY if session.get_bind().dialect.name == "postgresql" else _BUMP_VERSION
     for project_id in sorted(changed):
-        session.execute(
-            update(FlagDefinitionsVersion)
-            .where(FlagDefinitionsVersion.project_id == project_id)
-            .values(version=FlagDefinitionsVersion.version + 1)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": DEFINITIONS_CHANNEL, "payload": str(project_id)},
-            )
+        session.execute(statement, {"changed_project_id": project_id})
 
 
 class FlagRepository:
