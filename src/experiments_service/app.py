@@ -5,11 +5,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from experiments_service.approvals.router import router as approvals_router
+from experiments_service.background import start_background_services
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
-from experiments_service.events.router import CAPTURE_FAST_PATHS
+from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
+from experiments_service.experiments.extras_router import router as experiments_extras_router
+from experiments_service.experiments.router import router as experiments_router
+from experiments_service.flags.router import router as flags_router
 from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
 
 
@@ -19,13 +25,6 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def _include_routers(app: FastAPI) -> None:
-    from experiments_service.approvals.router import router as approvals_router
-    from experiments_service.events.router import router as events_router
-    from experiments_service.experiments.extras_router import router as experiments_extras_router
-    from experiments_service.experiments.router import router as experiments_router
-    from experiments_service.flags.router import router as flags_router
-    from experiments_service.results.router import router as results_router
-
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
         experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
@@ -35,8 +34,6 @@ def _include_routers(app: FastAPI) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    from experiments_service.background import start_background_services
-
     stop = await start_background_services(app)
     try:
         yield

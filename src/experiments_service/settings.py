@@ -22,10 +22,6 @@ class Settings(BaseSettings):
     # Run the background job worker inside the API process.
     run_worker: bool = True
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 @lru_cache
 def get_settings() -> Settings:
