@@ -1,7 +1,7 @@
 """approvals schema changes
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0001
 Create Date: 2026-11-26
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import experiments_service.models.base  # noqa: F401
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
