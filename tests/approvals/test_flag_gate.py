@@ -416,6 +416,14 @@ class TestChangeRequestReads:
             f"{kit.base}/change_requests/?resource_type=feature_flag&resource_id={first['id']}", headers=kit.headers
         )
         assert [cr["id"] for cr in by_flag.json()["results"]] == [a["change_request_id"]]
+        mine = (await client.get(f"{kit.base}/change_requests/?requester={kit.user_id}", headers=kit.headers)).json()
+        assert mine["count"] == 2
+        theirs = (await client.get(f"{kit.base}/change_requests/?requester={approver}", headers=kit.headers)).json()
+        assert theirs["count"] == 0
+        enables = await client.get(f"{kit.base}/change_requests/?action_key=feature_flag.enable", headers=kit.headers)
+        assert enables.json()["count"] == 2
+        disables = await client.get(f"{kit.base}/change_requests/?action_key=feature_flag.disable", headers=kit.headers)
+        assert disables.json()["count"] == 0
         paged = (await client.get(f"{kit.base}/change_requests/?limit=1", headers=kit.headers)).json()
         assert len(paged["results"]) == 1 and "offset=1" in paged["next"]
 

@@ -173,6 +173,8 @@ class TestReadUpdateDelete:
         assert {p["action_key"] for p in page["results"]} == {"feature_flag.update", "feature_flag.enable"}
         enabled_only = await client.get(f"{kit.base}/approval_policies/?enabled=true", headers=kit.headers)
         assert [p["id"] for p in enabled_only.json()["results"]] == [created["id"]]
+        by_action = await client.get(f"{kit.base}/approval_policies/?action_key=feature_flag.update", headers=kit.headers)
+        assert [p["id"] for p in by_action.json()["results"]] == [created["id"]]
 
         url = f"{kit.base}/approval_policies/{created['id']}/"
         assert (await client.get(url, headers=kit.headers)).json() == created

@@ -16,6 +16,11 @@ from experiments_service.pagination import PageRequest, fetch_page
 OPEN_STATES = ("pending", "approved")
 
 
+def _where_given(query: Select, filters: dict[Any, Any]) -> Select:
+    """`query` narrowed to rows whose column equals each filter value that was given (not None)."""
+    return query.where(*(column == value for column, value in filters.items() if value is not None))
+
+
 class ApprovalRepository:
     def __init__(self, session: AsyncSession, project_id: int):
         self.session = session
@@ -47,9 +52,7 @@ class ApprovalRepository:
     async def list_policies(
         self, page: PageRequest, *, action_key: str | None = None, enabled: bool | None = None
     ) -> tuple[list[ApprovalPolicy], int]:
-        query = self._policies()
-        if action_key is not None:
-            query = query.where(ApprovalPolicy.action_key == action_key)
+        query = _where_given(self._policies(), {ApprovalPolicy.action_key: action_key})
         if enabled is not None:
             query = query.where(ApprovalPolicy.enabled.is_(enabled))
         return await fetch_page(self.session, query.order_by(ApprovalPolicy.created_at.desc(), ApprovalPolicy.id), page)
@@ -91,17 +94,17 @@ class ApprovalRepository:
         resource_id: str | None = None,
         requester_id: int | None = None,
     ) -> tuple[list[ChangeRequest], int]:
-        query = self._change_requests()
+        query = _where_given(
+            self._change_requests(),
+            {
+                ChangeRequest.action_key: action_key,
+                ChangeRequest.resource_type: resource_type,
+                ChangeRequest.resource_id: resource_id,
+                ChangeRequest.created_by_id: requester_id,
+            },
+        )
         if states:
             query = query.where(ChangeRequest.state.in_(states))
-        if action_key is not None:
-            query = query.where(ChangeRequest.action_key == action_key)
-        if resource_type is not None:
-            query = query.where(ChangeRequest.resource_type == resource_type)
-        if resource_id is not None:
-            query = query.where(ChangeRequest.resource_id == resource_id)
-        if requester_id is not None:
-            query = query.where(ChangeRequest.created_by_id == requester_id)
         return await fetch_page(self.session, query.order_by(ChangeRequest.created_at.desc(), ChangeRequest.id), page)
 
     async def open_change_request(
@@ -138,11 +141,8 @@ class ApprovalRepository:
     async def list_activity(
         self, page: PageRequest, *, scope: str | None = None, item_id: str | None = None, user_id: int | None = None
     ) -> tuple[list[ActivityLog], int]:
-        query = select(ActivityLog).where(ActivityLog.project_id == self.project_id)
-        if scope is not None:
-            query = query.where(ActivityLog.scope == scope)
-        if item_id is not None:
-            query = query.where(ActivityLog.item_id == item_id)
-        if user_id is not None:
-            query = query.where(ActivityLog.user_id == user_id)
+        query = _where_given(
+            select(ActivityLog).where(ActivityLog.project_id == self.project_id),
+            {ActivityLog.scope: scope, ActivityLog.item_id: item_id, ActivityLog.user_id: user_id},
+        )
         return await fetch_page(self.session, query.order_by(ActivityLog.created_at.desc(), ActivityLog.id), page)
