@@ -35,8 +35,7 @@ from experiments_service import migrate  # noqa: E402
 from experiments_service.auth.service import create_project, ensure_user, issue_personal_api_key  # noqa: E402
 from experiments_service.db import Database  # noqa: E402
 from experiments_service.settings import Settings  # noqa: E402
-from tests.conftest import _create_postgres_database, _drop_postgres_database  # noqa: E402
-from tests.flags.live_server import running_server  # noqa: E402
+from tests.flags.live_server import create_postgres_database, drop_postgres_database, running_server  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
@@ -236,7 +235,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
     args = parser.parse_args()
 
-    database_url = asyncio.run(_create_postgres_database(args.database_url))
+    database_url = asyncio.run(create_postgres_database(args.database_url))
     try:
         migrate.upgrade(database_url)
         project = asyncio.run(prepare_project(database_url))
@@ -263,7 +262,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        asyncio.run(_drop_postgres_database(database_url))
+        asyncio.run(drop_postgres_database(database_url))
     return 0
 
 

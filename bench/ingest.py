@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -29,8 +28,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import _create_postgres_database, _drop_postgres_database  # noqa: E402
-from tests.flags.live_server import EXPERIMENTS, running_server  # noqa: E402
+from tests.flags.live_server import bootstrap, create_postgres_database, drop_postgres_database, running_server  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 VARIANTS = ("control", "test")
@@ -162,14 +160,10 @@ async def send_all(host: str, port: int, bodies: list[bytes], clients: int, seco
 
 
 async def run(args: argparse.Namespace) -> int:
-    database_url = await _create_postgres_database(args.database_url)
+    database_url = await create_postgres_database(args.database_url)
     database = make_url(database_url).database
     try:
-        bootstrap = subprocess.run(
-            [str(EXPERIMENTS), "bootstrap", "--project-name", "ingest bench"],
-            env={**os.environ, "DATABASE_URL": database_url}, check=True, capture_output=True, text=True,
-        )
-        project = orjson.loads(bootstrap.stdout.strip().splitlines()[-1])
+        project = bootstrap(database_url, "ingest bench")
         bodies = build_batches(project["project_api_key"], args.events // args.batch_size, args.batch_size)
         with running_server(database_url, workers=args.workers) as server:
             server_cpu, database_cpu = server.cpu_seconds(), database_cpu_seconds(database)
@@ -190,7 +184,7 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             await check.close()
     finally:
-        await _drop_postgres_database(database_url)
+        await drop_postgres_database(database_url)
 
     rate = result["accepted_events"] / result["elapsed_seconds"]
     per_thousand = 1000 / max(result["accepted_events"], 1)

@@ -16,9 +16,7 @@ dropped afterwards. The run stops starting experiments after `--max-seconds`.
 import argparse
 import asyncio
 import itertools
-import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -29,25 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import _create_postgres_database, _drop_postgres_database  # noqa: E402
-from tests.flags.live_server import EXPERIMENTS, running_server  # noqa: E402
+from tests.flags.live_server import bootstrap, create_postgres_database, drop_postgres_database, running_server  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 # (action, expected status); each experiment goes through them in this order.
 STEPS = [("create", 201), ("launch", 200), ("pause", 200), ("resume", 200), ("ship_variant", 200)]
-
-
-def bootstrap(database_url: str) -> dict:
-    """The project and all-scopes key, made by the CLI exactly as an operator would."""
-    completed = subprocess.run(
-        [str(EXPERIMENTS), "bootstrap", "--project-name", "Lifecycle benchmark"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(completed.stdout)
 
 
 class Recorder:
@@ -134,9 +118,9 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
     args = parser.parse_args()
 
-    database_url = asyncio.run(_create_postgres_database(args.database_url))
+    database_url = asyncio.run(create_postgres_database(args.database_url))
     try:
-        project = bootstrap(database_url)
+        project = bootstrap(database_url, "Lifecycle benchmark")
         with running_server(database_url, workers=args.workers) as server:
             cpu_before = server.cpu_seconds()
             recorder, elapsed, started = asyncio.run(
@@ -146,7 +130,7 @@ def main() -> int:
             server_cpu = server.cpu_seconds() - cpu_before
         return report(recorder, elapsed, started, args.clients, args.workers, server_cpu)
     finally:
-        asyncio.run(_drop_postgres_database(database_url))
+        asyncio.run(drop_postgres_database(database_url))
 
 
 if __name__ == "__main__":

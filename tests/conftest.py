@@ -13,44 +13,15 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from experiments_service import migrate
 from experiments_service.app import create_app
 from experiments_service.auth.service import create_project, ensure_user, issue_personal_api_key
 from experiments_service.settings import Settings
+from tests.flags.live_server import create_postgres_database as _create_postgres_database
+from tests.flags.live_server import drop_postgres_database as _drop_postgres_database
 
 DATABASES = ["sqlite", "postgresql"]
-
-
-async def _create_postgres_database(base_url: str) -> str:
-    import asyncpg
-
-    url = make_url(base_url)
-    name = f"exp_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database=url.database or "postgres",
-    )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres_database(db_url: str) -> None:
-    import asyncpg
-
-    url = make_url(db_url)
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database="postgres",
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
-"""Run the real server (`experiments serve`, uvicorn) in a subprocess on a free loopback port."""
+"""Run the real server (`experiments serve`, uvicorn) in a subprocess on a free loopback port,
+on a throwaway PostgreSQL database when wanted (tests and benches share these helpers)."""
 
+import json
 import os
+import uuid
 import signal
 import socket
 import subprocess
@@ -12,8 +15,52 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 EXPERIMENTS = Path(sys.executable).with_name("experiments")
+
+
+async def _connect_postgres(url, database: str):
+    import asyncpg
+
+    return await asyncpg.connect(
+        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
+        password=url.password, database=database,
+    )
+
+
+async def create_postgres_database(base_url: str) -> str:
+    """A fresh, empty database on the server of `base_url`; returns its URL."""
+    url = make_url(base_url)
+    name = f"exp_test_{uuid.uuid4().hex[:12]}"
+    conn = await _connect_postgres(url, url.database or "postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(db_url: str) -> None:
+    url = make_url(db_url)
+    conn = await _connect_postgres(url, "postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def bootstrap(database_url: str, project_name: str) -> dict:
+    """A project and an all-scopes key, made by the CLI exactly as an operator would."""
+    completed = subprocess.run(
+        [str(EXPERIMENTS), "bootstrap", "--project-name", project_name],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:
