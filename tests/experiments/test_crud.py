@@ -334,6 +334,15 @@ class TestCreateValidation:
         allowed = await create_experiment(kit, metrics=[mean_metric("$pagevew")], allow_unknown_events=True)
         assert allowed["metrics"][0]["source"]["event"] == "$pagevew"
 
+    async def test_every_unknown_event_is_named_in_first_seen_order(self, kit):
+        await make_event_definition(kit, "$pageview")
+        body = await create_experiment(
+            kit, 400,
+            metrics=[mean_metric("$pageview"), mean_metric("signup")],
+            metrics_secondary=[mean_metric("$pagevew"), mean_metric("signup")],
+        )
+        assert body["detail"].startswith("Event(s) 'signup', '$pagevew' not found.")
+
     async def test_unknown_action_is_refused_with_its_id(self, kit):
         metric = {"kind": "ExperimentMetric", "metric_type": "mean", "source": {"kind": "ActionsNode", "id": 999999}}
         body = await create_experiment(kit, 400, metrics=[metric])

@@ -537,7 +537,8 @@ class ExperimentService:
         if allow_unknown_events:
             return
         names = metric_rules.referenced_event_names(metrics)
-        missing = [name for name in names if name not in await self.repo.known_event_names(names)]
+        known = await self.repo.known_event_names(names)
+        missing = [name for name in names if name not in known]
         if missing:
             quoted = ", ".join(f"'{name}'" for name in missing)
             raise ValidationError(
