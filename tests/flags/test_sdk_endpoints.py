@@ -337,3 +337,37 @@ async def test_browser_origin_gets_cors_headers(client, kit):
     assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == "https://shop.example"
     plain = await client.post("/flags/?v=2", json={"token": kit.project_api_key, "distinct_id": "x"})
     assert "access-control-allow-origin" not in plain.headers
+
+
+async def test_documented_routes_answer_like_the_fast_path(app, client, kit):
+    """Without `SDKFastPath` the FastAPI routes serve `/flags` and `/decide` with the same answers."""
+    import httpx
+
+    from experiments_service.app import create_app
+    from experiments_service.flags.sdk import SDKFastPath
+
+    await create_flag(client, kit, "routed", filters={**boolean_filters(100), "payloads": {"true": '{"a": 1}'}})
+    plain_app = create_app(app.state.settings)
+    plain_app.user_middleware = [m for m in plain_app.user_middleware if m.cls is not SDKFastPath]
+    volatile = ("requestId", "evaluatedAt")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://testserver") as routed:
+            for url, body in [
+                ("/flags/?v=2", {"token": kit.project_api_key, "distinct_id": "u"}),
+                ("/flags/?v=1", {"token": kit.project_api_key, "distinct_id": "u"}),
+                ("/decide/?v=3", {"api_key": kit.project_api_key, "distinct_id": "u"}),
+                ("/flags/?v=2", {"token": "nope", "distinct_id": "u"}),
+                ("/flags/?v=2", {"token": kit.project_api_key}),
+            ]:
+                fast, slow = await client.post(url, json=body), await routed.post(url, json=body)
+                assert slow.status_code == fast.status_code, (url, body)
+                fast_body, slow_body = fast.json(), slow.json()
+                assert {k: v for k, v in slow_body.items() if k not in volatile} == {
+                    k: v for k, v in fast_body.items() if k not in volatile
+                }
+                assert set(slow_body) == set(fast_body)
+            assert (await routed.post("/flags/?v=2", json={"token": kit.project_api_key, "distinct_id": "u"})).json()[
+                "flags"
+            ]["routed"]["enabled"] is True
+    finally:
+        await plain_app.state.db.dispose()
