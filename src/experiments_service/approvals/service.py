@@ -44,14 +44,18 @@ def _policy_state(policy: ApprovalPolicy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in POLICY_FIELDS}
 
 
-class PolicyService:
-    """Create, change and delete a project's approval policies (one per action)."""
+class _ProjectService:
+    """What one project member does in one project, on the request's session."""
 
     def __init__(self, session: AsyncSession, project_id: int, actor: User):
         self.session = session
         self.project_id = project_id
         self.actor = actor
         self.repo = ApprovalRepository(session, project_id)
+
+
+class PolicyService(_ProjectService):
+    """Create, change and delete a project's approval policies (one per action)."""
 
     async def get(self, policy_id: UUID) -> ApprovalPolicy:
         policy = await self.repo.get_policy(policy_id)
@@ -217,14 +221,8 @@ class Decision:
     result: dict[str, Any] | None = None
 
 
-class ChangeRequestService:
+class ChangeRequestService(_ProjectService):
     """What a project member can do with change requests."""
-
-    def __init__(self, session: AsyncSession, project_id: int, actor: User):
-        self.session = session
-        self.project_id = project_id
-        self.actor = actor
-        self.repo = ApprovalRepository(session, project_id)
 
     async def render(self, requests: list[ChangeRequest]) -> list[ChangeRequestOut]:
         return await render_change_requests(self.session, self.repo, requests, self.actor.id)
@@ -254,7 +252,14 @@ class ChangeRequestService:
         if request.state != "pending":
             raise ValidationError(f"This change request can no longer be {verb}.", code="invalid_state")
 
-    def _check_can_vote(self, request: ChangeRequest, votes: list[Approval], verb: str) -> None:
+    def _vote(self, request: ChangeRequest, decision: str, reason: str) -> None:
+        self.repo.add(
+            Approval(change_request_id=request.id, created_by_id=self.actor.id, decision=decision, reason=reason)
+        )
+
+    async def _check_can_vote(self, request: ChangeRequest, verb: str) -> list[Approval]:
+        """Refuse a voter the snapshot does not allow; else the votes cast so far."""
+        votes = (await self.repo.votes_by_request([request.id])).get(request.id, [])
         snapshot = request.policy_snapshot or {}
         if request.created_by_id == self.actor.id and not snapshot.get("allow_self_approve"):
             raise PermissionDenied(f"You cannot {verb} your own change request")
@@ -262,14 +267,14 @@ class ChangeRequestService:
             raise PermissionDenied("You are not in the approver set for this change request")
         if any(vote.created_by_id == self.actor.id for vote in votes):
             raise ValidationError("You have already voted on this change request.", code="already_voted")
+        return votes
 
     async def approve(self, change_request_id: UUID, reason: str) -> Decision:
         """Record an approval; on quorum apply the intent."""
         request = await self._locked(change_request_id)
         self._ensure_open(request, "approved")
-        votes = (await self.repo.votes_by_request([request.id])).get(request.id, [])
-        self._check_can_vote(request, votes, "approve")
-        self.repo.add(Approval(change_request_id=request.id, created_by_id=self.actor.id, decision="approved", reason=reason))
+        votes = await self._check_can_vote(request, "approve")
+        self._vote(request, "approved", reason)
         approvers = set((request.policy_snapshot or {}).get("users", []))
         approved_by = {v.created_by_id for v in votes if v.decision == "approved"} | {self.actor.id}
         count, quorum = len(approved_by & approvers), int((request.policy_snapshot or {}).get("quorum", 1))
@@ -338,17 +343,10 @@ class ChangeRequestService:
     async def reject(self, change_request_id: UUID, reason: str) -> Decision:
         request = await self._locked(change_request_id)
         self._ensure_open(request, "rejected")
-        votes = (await self.repo.votes_by_request([request.id])).get(request.id, [])
-        self._check_can_vote(request, votes, "reject")
+        await self._check_can_vote(request, "reject")
         if not reason:
             raise ValidationError("A reason is required for rejection.", code="required", attr="reason")
-        self.repo.add(Approval(change_request_id=request.id, created_by_id=self.actor.id, decision="rejected", reason=reason))
-        request.state = "rejected"
-        request.updated_at = utcnow()
-        record_change_request(
-            self.session, request, "rejected", user_id=self.actor.id, before_state="pending", extra={"reason": reason}
-        )
-        await self.session.flush()
+        await self._close_rejected(request, "rejected", reason)
         return Decision(request, "rejected", "Change request rejected.")
 
     async def cancel(self, change_request_id: UUID, reason: str) -> Decision:
@@ -358,12 +356,16 @@ class ChangeRequestService:
             raise PermissionDenied("You cannot cancel this change request")
         self._ensure_open(request, "canceled")
         reason = reason or "Canceled by requester"
-        self.repo.add(Approval(change_request_id=request.id, created_by_id=self.actor.id, decision="rejected", reason=reason))
+        await self._close_rejected(request, "cancelled", reason)
+        return Decision(request, "rejected", "Change request canceled.")
+
+    async def _close_rejected(self, request: ChangeRequest, activity: str, reason: str) -> None:
+        """End a pending request `rejected` with the actor's note (a rejection or a cancellation)."""
+        self._vote(request, "rejected", reason)
         request.state = "rejected"
         request.updated_at = utcnow()
         record_change_request(
-            self.session, request, "cancelled", user_id=self.actor.id, before_state="pending", extra={"reason": reason}
+            self.session, request, activity, user_id=self.actor.id, before_state="pending", extra={"reason": reason}
         )
         await self.session.flush()
-        return Decision(request, "rejected", "Change request canceled.")
 
