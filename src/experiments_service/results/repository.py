@@ -125,8 +125,12 @@ class MetricQuery:
     conversion_window_seconds: int | None = None
 
 
+NUMERIC_OPERATORS = ("gt", "lt", "gte", "lte")
+SUPPORTED_OPERATORS = ("exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", *NUMERIC_OPERATORS)
+
+
 def _property_condition(column, condition: dict[str, Any]) -> ColumnElement[bool]:
-    """An event-property filter (`exact`, `is_not`, `is_set`, `is_not_set`, `icontains`, `gt`, `lt`)."""
+    """An event-property filter, one of `SUPPORTED_OPERATORS`."""
     value_of = cast(column[str(condition.get("key", ""))].as_string(), String)
     operator = condition.get("operator") or "exact"
     value = condition.get("value")
@@ -150,8 +154,13 @@ def _property_condition(column, condition: dict[str, Any]) -> ColumnElement[bool
     raise ValueError(f"Unsupported property operator '{operator}'.")
 
 
-NUMERIC_OPERATORS = ("gt", "lt", "gte", "lte")
-SUPPORTED_OPERATORS = ("exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", *NUMERIC_OPERATORS)
+def _metric_result_of(experiment_id: int, metric_uuid: str, fingerprint: str) -> ColumnElement[bool]:
+    """The stored daily rows of one metric definition (its uuid and fingerprint) in one experiment."""
+    return and_(
+        ExperimentMetricResult.experiment_id == experiment_id,
+        ExperimentMetricResult.metric_uuid == metric_uuid,
+        ExperimentMetricResult.fingerprint == fingerprint,
+    )
 
 
 class ResultsRepository:
@@ -367,22 +376,14 @@ class ResultsRepository:
     async def metric_results(self, experiment_id: int, metric_uuid: str, fingerprint: str) -> list[ExperimentMetricResult]:
         query = (
             select(ExperimentMetricResult)
-            .where(
-                ExperimentMetricResult.experiment_id == experiment_id,
-                ExperimentMetricResult.metric_uuid == metric_uuid,
-                ExperimentMetricResult.fingerprint == fingerprint,
-            )
+            .where(_metric_result_of(experiment_id, metric_uuid, fingerprint))
             .order_by(ExperimentMetricResult.query_to)
         )
         return list((await self.session.execute(query)).scalars())
 
     async def delete_metric_results(self, experiment_id: int, metric_uuid: str, fingerprint: str) -> None:
         await self.session.execute(
-            delete(ExperimentMetricResult).where(
-                ExperimentMetricResult.experiment_id == experiment_id,
-                ExperimentMetricResult.metric_uuid == metric_uuid,
-                ExperimentMetricResult.fingerprint == fingerprint,
-            )
+            delete(ExperimentMetricResult).where(_metric_result_of(experiment_id, metric_uuid, fingerprint))
         )
 
     async def save_metric_result(
@@ -398,10 +399,7 @@ class ResultsRepository:
     ) -> ExperimentMetricResult:
         """Insert or overwrite the day's row (a resumed job may recompute a day)."""
         query = select(ExperimentMetricResult).where(
-            ExperimentMetricResult.experiment_id == experiment_id,
-            ExperimentMetricResult.metric_uuid == metric_uuid,
-            ExperimentMetricResult.fingerprint == fingerprint,
-            ExperimentMetricResult.query_to == query_to,
+            _metric_result_of(experiment_id, metric_uuid, fingerprint), ExperimentMetricResult.query_to == query_to
         )
         row = (await self.session.execute(query)).scalar_one_or_none()
         if row is None:
