@@ -120,6 +120,10 @@ def flag_variant_split(flag: FeatureFlag | None, experiment: Experiment) -> dict
     return {str(item["key"]): float(item.get("rollout_percentage") or 0) for item in variants if "key" in item}
 
 
+def baseline_variant_key(experiment: Experiment) -> str:
+    return (experiment.stats_config or {}).get("baseline_variant_key") or "control"
+
+
 def stats_settings(experiment: Experiment, metric: dict[str, Any]) -> statistics.StatsSettings:
     config = experiment.stats_config if isinstance(experiment.stats_config, dict) else {}
     return statistics.StatsSettings(
@@ -251,7 +255,7 @@ class ResultsService:
         now = datetime.now(UTC)
         until = min(experiment.end_date, now) if experiment.end_date else now
         rules, split = await self.exposure_rules(experiment, until)
-        baseline_key = (experiment.stats_config or {}).get("baseline_variant_key") or "control"
+        baseline_key = baseline_variant_key(experiment)
         results, exposures = [], None
         for metric in metrics:
             entry, aggregates = await self.metric_result(experiment, metric, rules, baseline_key)

@@ -12,7 +12,7 @@ from experiments_service.errors import ValidationError
 from experiments_service.models import Experiment, ExperimentTimeseriesRecalculation
 from experiments_service.results.repository import ResultsRepository
 from experiments_service.results.schemas import RecalculationOut, TimeseriesOut
-from experiments_service.results.service import ExperimentMetric, ResultsService
+from experiments_service.results.service import ExperimentMetric, ResultsService, baseline_variant_key
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -101,14 +101,10 @@ class TimeseriesService:
         until = min(query_to - ONE_MICROSECOND, experiment.end_date or query_to)
         metric = ExperimentMetric(job.metric or {}, "primary")
         rules, _ = await self.results.exposure_rules(experiment, until)
-        baseline_key = (experiment.stats_config or {}).get("baseline_variant_key") or "control"
-        entry, _ = await self.results.metric_result(experiment, metric, rules, baseline_key)
-        if entry.error:
-            await self.store_day(experiment, job, day, zone, result=None, error=entry.error)
-            return False
-        result = entry.model_dump(mode="json", include={"baseline", "variant_results"})
-        await self.store_day(experiment, job, day, zone, result=result, error=None)
-        return True
+        entry, _ = await self.results.metric_result(experiment, metric, rules, baseline_variant_key(experiment))
+        result = None if entry.error else entry.model_dump(mode="json", include={"baseline", "variant_results"})
+        await self.store_day(experiment, job, day, zone, result=result, error=entry.error or None)
+        return not entry.error
 
     async def store_day(
         self,
