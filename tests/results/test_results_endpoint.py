@@ -260,6 +260,47 @@ class TestPropertyValues:
         assert response.status_code == 200
         assert by_key(response.json()["results"][0])["control"]["sum"] == 12.5
 
+    async def test_each_property_operator_selects_its_events(self, app, kit):
+        cases = [  # (key, operator, value, matching events)
+            ("plan", "exact", "basic", 1),
+            ("plan", "exact", ["basic", "pro"], 2),
+            ("plan", "is_not", "basic", 4),
+            ("plan", "is_set", None, 3),
+            ("plan", "is_not_set", None, 2),
+            ("plan", "icontains", "PRO", 2),
+            ("plan", "not_icontains", "pro", 3),
+            ("amount", "gte", "5", 2),
+            ("amount", "lte", "5", 2),
+            ("amount", "lt", "5", 1),
+        ]
+        metrics = [
+            mean_metric(properties=[{"key": key, "operator": operator, "value": value, "type": "event"}])
+            for key, operator, value, _ in cases
+        ]
+        created = await create_experiment(app, kit.project_id, metrics=metrics)
+        await insert_events(app, kit.project_id, [
+            flag_called("a", created.flag_key, "control", START),
+            event("purchase", "a", START + minutes(1), {"plan": "Pro Annual", "amount": 5}),
+            event("purchase", "a", START + minutes(2), {"plan": "basic", "amount": 2}),
+            event("purchase", "a", START + minutes(3), {"plan": "pro"}),
+            event("purchase", "a", START + minutes(4), {}),
+            event("purchase", "a", START + minutes(5), {"amount": 10}),
+        ])
+
+        response = await get_results(kit, created.id)
+
+        assert response.status_code == 200
+        sums = [by_key(result)["control"]["sum"] for result in response.json()["results"]]
+        assert sums == [float(matching) for *_, matching in cases]
+
+    async def test_unsupported_property_operator_is_a_metric_error(self, app, kit):
+        metric = mean_metric(properties=[{"key": "plan", "operator": "regex", "value": "^pro"}])
+        created = await create_experiment(app, kit.project_id, metrics=[metric])
+
+        [result] = (await get_results(kit, created.id)).json()["results"]
+
+        assert result["error"] == "source: property operator 'regex' is not supported."
+
     async def test_non_numeric_comparison_value_is_a_metric_error(self, app, kit):
         metric = mean_metric(properties=[{"key": "amount", "operator": "gt", "value": "lots"}])
         created = await create_experiment(app, kit.project_id, metrics=[metric])
