@@ -188,9 +188,7 @@ class ExperimentRepository:
     async def page(self, params: ExperimentListQuery) -> tuple[int, Sequence[Experiment]]:
         """Count and one page of the list endpoint."""
         query = self._scoped().where(Experiment.deleted.is_(False), Experiment.archived.is_(params.archived))
-        if params.status == "stopped":
-            query = query.where(Experiment.status == "stopped")
-        elif params.status is not None:
+        if params.status is not None:
             query = query.where(Experiment.status == params.status)
         if params.created_by_ids:
             query = query.where(Experiment.created_by_id.in_(params.created_by_ids))
