@@ -140,10 +140,7 @@ class ExperimentOut(BaseModel):
         holdout: HoldoutOut | None,
         saved_metrics: list[ExperimentToSavedMetricOut],
         created_by: User | None,
-        metrics: list[Any] | None = None,
-        metrics_secondary: list[Any] | None = None,
     ) -> "ExperimentOut":
-        """Render a row; `metrics`/`metrics_secondary` override the stored lists (fresh fingerprints)."""
         return cls(
             id=experiment.id,
             name=experiment.name,
@@ -165,8 +162,8 @@ class ExperimentOut(BaseModel):
             updated_at=experiment.updated_at,
             type=experiment.type,
             exposure_criteria=experiment.exposure_criteria,
-            metrics=experiment.metrics if metrics is None else metrics,
-            metrics_secondary=experiment.metrics_secondary if metrics_secondary is None else metrics_secondary,
+            metrics=experiment.metrics,
+            metrics_secondary=experiment.metrics_secondary,
             stats_config=experiment.stats_config,
             scheduling_config=experiment.scheduling_config,
             conclusion=experiment.conclusion,
