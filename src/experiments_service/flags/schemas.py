@@ -9,6 +9,24 @@ from experiments_service.auth.schemas import UserBasic
 from experiments_service.models import FeatureFlag, User
 
 
+def _common_fields(flag: FeatureFlag) -> dict[str, Any]:
+    """The fields both renderings share, read off the row once."""
+    return {
+        "id": flag.id,
+        "team_id": flag.project_id,
+        "name": flag.name,
+        "key": flag.key,
+        "filters": flag.filters,
+        "deleted": flag.deleted,
+        "active": flag.active,
+        "ensure_experience_continuity": flag.ensure_experience_continuity,
+        "has_encrypted_payloads": flag.has_encrypted_payloads,
+        "version": flag.version,
+        "evaluation_runtime": flag.evaluation_runtime,
+        "evaluation_tags": list(flag.evaluation_tags or []),
+    }
+
+
 class MinimalFeatureFlag(BaseModel):
     """The slim flag object embedded in experiments (PostHog's MinimalFeatureFlagSerializer)."""
 
@@ -27,20 +45,7 @@ class MinimalFeatureFlag(BaseModel):
 
     @classmethod
     def of(cls, flag: FeatureFlag) -> "MinimalFeatureFlag":
-        return cls(
-            id=flag.id,
-            team_id=flag.project_id,
-            name=flag.name,
-            key=flag.key,
-            filters=flag.filters,
-            deleted=flag.deleted,
-            active=flag.active,
-            ensure_experience_continuity=flag.ensure_experience_continuity,
-            has_encrypted_payloads=flag.has_encrypted_payloads,
-            version=flag.version,
-            evaluation_runtime=flag.evaluation_runtime,
-            evaluation_tags=list(flag.evaluation_tags or []),
-        )
+        return cls(**_common_fields(flag))
 
 
 class FeatureFlagOut(BaseModel):
@@ -81,23 +86,12 @@ class FeatureFlagOut(BaseModel):
             and (flag.filters or {}).get("aggregation_group_type_index") is None
         )
         return cls(
-            id=flag.id,
-            team_id=flag.project_id,
-            name=flag.name,
-            key=flag.key,
-            filters=flag.filters,
-            deleted=flag.deleted,
-            active=flag.active,
+            **_common_fields(flag),
             created_by=UserBasic.of(users.get(flag.created_by_id)) if flag.created_by_id else None,
             created_at=flag.created_at,
             updated_at=flag.updated_at,
-            version=flag.version,
             last_modified_by=UserBasic.of(users.get(flag.last_modified_by_id)) if flag.last_modified_by_id else None,
-            ensure_experience_continuity=flag.ensure_experience_continuity,
-            has_encrypted_payloads=flag.has_encrypted_payloads,
             experiment_set=experiment_ids,
-            evaluation_runtime=flag.evaluation_runtime,
-            evaluation_tags=list(flag.evaluation_tags or []),
             evaluation_contexts=list(flag.evaluation_tags or []),
             rollout_percentage=(groups[0] or {}).get("rollout_percentage") if is_simple else None,
             is_simple_flag=is_simple,
