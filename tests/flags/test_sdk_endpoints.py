@@ -111,6 +111,34 @@ class TestResponseShapes:
         browser = await _flags(client, {**body, "evaluation_runtime": "client"})
         assert sorted(browser.json()["flags"]) == ["b", "client-only"]
 
+    async def test_user_agent_picks_the_runtime_unless_declared(self, client, kit):
+        await create_flag(client, kit, "everywhere")
+        await create_flag(client, kit, "server-only", evaluation_runtime="server")
+        await create_flag(client, kit, "client-only", evaluation_runtime="client")
+        body = {"token": kit.project_api_key, "distinct_id": "x"}
+        browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}
+        assert sorted((await _flags(client, body, headers=browser)).json()["flags"]) == ["client-only", "everywhere"]
+        server = {"User-Agent": "posthog-node/4.2.0"}
+        assert sorted((await _flags(client, body, headers=server)).json()["flags"]) == ["everywhere", "server-only"]
+        declared = {**body, "evaluation_runtime": "all"}
+        assert sorted((await _flags(client, declared, headers=browser)).json()["flags"]) == ["client-only", "everywhere", "server-only"]
+        unknown = {"User-Agent": "curl/8.5.0"}
+        assert sorted((await _flags(client, body, headers=unknown)).json()["flags"]) == ["client-only", "everywhere", "server-only"]
+
+    async def test_remote_config_fields_on_decide_and_when_asked(self, client, kit):
+        await create_flag(client, kit, "on")
+        body = {"token": kit.project_api_key, "distinct_id": "x"}
+        plain = (await _flags(client, body)).json()
+        assert "supportedCompression" not in plain and "config" not in plain
+        for response in (
+            await client.post("/flags/?v=2&config=true", json=body),
+            await _flags(client, body, version=3, path="/decide/"),
+        ):
+            answer = response.json()
+            assert answer["supportedCompression"] == ["gzip", "gzip-js"]
+            assert answer["config"] == {"enable_collect_everything": True} and answer["sessionRecording"] is False
+            assert answer["featureFlags" if "featureFlags" in answer else "flags"]["on"] not in (None, False)
+
     async def test_evaluation_contexts_filter_tagged_flags(self, client, kit):
         await create_flag(client, kit, "untagged")
         await create_flag(client, kit, "web-only", evaluation_tags=["web"])
