@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.db import Database
+from experiments_service.models import Experiment, ExperimentTimeseriesRecalculation
 from experiments_service.results.repository import JobQueue, ResultsRepository
 from experiments_service.results.timeseries import TimeseriesService, experiment_days, project_zone
 
@@ -24,20 +26,28 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_SECONDS = 0.5
 LEASE = timedelta(seconds=60)
+MISSING_EXPERIMENT = "Experiment is missing or not started."
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+async def _load_job(
+    session: AsyncSession, job_id: UUID
+) -> tuple[ExperimentTimeseriesRecalculation, TimeseriesService, Experiment | None]:
+    """The job, a service scoped to its project, and its experiment, in this transaction."""
+    job = await JobQueue(session).get(job_id)
+    service = TimeseriesService(ResultsRepository(session, job.project_id))
+    return job, service, await service.results.experiments.get(job.experiment_id)
+
+
 async def run_job(db: Database, job_id: UUID, worker_id: str) -> None:
     """Compute every day of one claimed job, one transaction per day, then mark it finished."""
     async with db.transaction() as session:
-        job = await JobQueue(session).get(job_id)
-        service = TimeseriesService(ResultsRepository(session, job.project_id))
-        experiment = await service.results.experiments.get(job.experiment_id)
+        job, service, experiment = await _load_job(session, job_id)
         if experiment is None or experiment.start_date is None:
-            await JobQueue(session).finish(job_id, worker_id, "failed", "Experiment is missing or not started.")
+            await JobQueue(session).finish(job_id, worker_id, "failed", MISSING_EXPERIMENT)
             return
         zone = project_zone((await service.repository.project()).timezone)
         done_through = job.last_successful_date
@@ -49,11 +59,9 @@ async def run_job(db: Database, job_id: UUID, worker_id: str) -> None:
             if not await queue.heartbeat(job_id, worker_id):
                 logger.warning("Recalculation %s was taken over by another worker", job_id)
                 return
-            job = await queue.get(job_id)
-            service = TimeseriesService(ResultsRepository(session, job.project_id))
-            experiment = await service.results.experiments.get(job.experiment_id)
+            job, service, experiment = await _load_job(session, job_id)
             if experiment is None:
-                await queue.finish(job_id, worker_id, "failed", "Experiment is missing or not started.")
+                await queue.finish(job_id, worker_id, "failed", MISSING_EXPERIMENT)
                 return
             try:
                 async with session.begin_nested():
