@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.errors import CustomBodyError, ValidationError
+from experiments_service.flags.repository import FlagRepository
 from experiments_service.flags.schemas import FeatureFlagOut
-from experiments_service.models import Experiment, FeatureFlag
+from experiments_service.models import FeatureFlag
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -101,19 +102,7 @@ async def eligible_flags(session: AsyncSession, project_id: int, params: Eligibl
         .scalars()
         .all()
     )
-    experiment_ids: dict[int, list[int]] = {flag.id: [] for flag in flags}
-    if flags:
-        rows = await session.execute(
-            select(Experiment.feature_flag_id, Experiment.id)
-            .where(
-                Experiment.project_id == project_id,
-                Experiment.deleted.is_(False),
-                Experiment.feature_flag_id.in_(experiment_ids),
-            )
-            .order_by(Experiment.id)
-        )
-        for flag_id, experiment_id in rows:
-            experiment_ids[flag_id].append(experiment_id)
+    experiment_ids = await FlagRepository(session, project_id).experiment_ids_by_flag([flag.id for flag in flags])
     users = await AuthRepository(session).users_by_ids(
         [user_id for flag in flags for user_id in (flag.created_by_id, flag.last_modified_by_id) if user_id]
     )
