@@ -223,19 +223,16 @@ class ExperimentService:
     async def _create_flag(
         self, data: ExperimentCreate, parameters: dict[str, Any], holdout: ExperimentHoldout | None
     ) -> FeatureFlag:
-        rollout = parameters.get("rollout_percentage")
-        filters: dict[str, Any] = {
-            "groups": [{"properties": [], "rollout_percentage": 100 if rollout is None else rollout}],
-            "multivariate": {"variants": parameters.get("feature_flag_variants") or copy.deepcopy(DEFAULT_VARIANTS)},
-            "aggregation_group_type_index": parameters.get("aggregation_group_type_index"),
-            "holdout": holdout_flag_filter(holdout),
+        new_flag_filters = {
+            "groups": [{"properties": [], "rollout_percentage": 100}],
+            "multivariate": {"variants": DEFAULT_VARIANTS},
+            "aggregation_group_type_index": None,
+            "holdout": None,
         }
-        if parameters.get("feature_flag_payloads") is not None:
-            filters["payloads"] = parameters["feature_flag_payloads"]
         return await self.flags.create_flag(
             key=data.feature_flag_key,
             name=f"Feature Flag for Experiment {data.name}",
-            filters=filters,
+            filters=self._synced_flag_filters(new_flag_filters, parameters, holdout),
             active=data.start_date is not None,
             ensure_experience_continuity=bool(parameters.get("ensure_experience_continuity", False)),
             creation_context="experiments",
@@ -306,7 +303,7 @@ class ExperimentService:
         new_filters = None
         if parameters and (is_draft or data.update_feature_flag_params):
             current_holdout = holdout if holdout_changed else await self._load_holdout(experiment.holdout_id)
-            new_filters = self._synced_flag_filters(flag, parameters, current_holdout)
+            new_filters = self._synced_flag_filters(flag.filters or {}, parameters, current_holdout)
         elif holdout_changed:
             new_filters = {**copy.deepcopy(flag.filters or {}), "holdout": holdout_flag_filter(holdout)}
         resulting_variants = variants_of(new_filters) if new_filters is not None else flag_variants
@@ -372,11 +369,12 @@ class ExperimentService:
                 await fire("end", experiment, flag)
                 record_change(self.session, experiment, self.actor, "ended", before)
 
+    @staticmethod
     def _synced_flag_filters(
-        self, flag: FeatureFlag, parameters: dict[str, Any], holdout: ExperimentHoldout | None
+        flag_filters: dict[str, Any], parameters: dict[str, Any], holdout: ExperimentHoldout | None
     ) -> dict[str, Any]:
-        """The flag's filters with the experiment's variants, aggregation, rollout and holdout applied."""
-        filters = copy.deepcopy(flag.filters or {})
+        """A copy of flag filters with the experiment's variants, aggregation, rollout, payloads and holdout applied."""
+        filters = copy.deepcopy(flag_filters)
         multivariate = filters.get("multivariate") if isinstance(filters.get("multivariate"), dict) else {}
         if "feature_flag_variants" in parameters:
             variants = parameters["feature_flag_variants"] or copy.deepcopy(DEFAULT_VARIANTS)
