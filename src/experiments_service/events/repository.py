@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from experiments_service.events.parsing import PersonChange
+from experiments_service.events.parsing import CapturedEvent, PersonChange
 from experiments_service.models import Event, EventDefinition, Person
 
 
@@ -70,38 +70,52 @@ class EventsRepository:
         dialect = self.session.get_bind().dialect.name
         return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
 
-    async def insert_events(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        """Insert all rows in one statement; a (project, uuid) already stored is skipped.
+    async def insert_events(self, events: list[CapturedEvent], created_at: datetime) -> set[UUID]:
+        """Insert all events in one statement; a (project, uuid) already stored is skipped.
 
         Returns the uuids actually inserted, so re-delivered events change nothing else.
         """
-        if not rows:
+        if not events:
             return set()
         if self.session.get_bind().dialect.name == "postgresql":
-            return await self._insert_events_postgresql(rows)
+            return await self._insert_events_postgresql(events, created_at)
         statement = (
             self._insert(Event)
             .on_conflict_do_nothing(index_elements=["project_id", "uuid"])
             .returning(Event.__table__.c.uuid)
         )
+        rows = [
+            {
+                "project_id": self.project_id,
+                "uuid": event.uuid,
+                "event": event.event,
+                "distinct_id": event.distinct_id,
+                "timestamp": event.timestamp,
+                "properties": event.properties,
+                "flag_key": event.flag_key,
+                "flag_response": event.flag_response,
+                "created_at": created_at,
+            }
+            for event in events
+        ]
         result = await self.session.execute(statement, rows)
         return set(result.scalars())
 
-    async def _insert_events_postgresql(self, rows: list[dict[str, Any]]) -> set[UUID]:
+    async def _insert_events_postgresql(self, events: list[CapturedEvent], created_at: datetime) -> set[UUID]:
         """The capture hot path on PostgreSQL: one array per column through `unnest`, so the
         driver encodes nine parameters instead of nine per event."""
         result = await self.session.execute(
             _INSERT_EVENTS_FROM_ARRAYS,
             {
                 "project_id": self.project_id,
-                "created_at": rows[0]["created_at"],
-                "uuids": [row["uuid"] for row in rows],
-                "names": [row["event"] for row in rows],
-                "distinct_ids": [row["distinct_id"] for row in rows],
-                "timestamps": [row["timestamp"] for row in rows],
-                "properties": [orjson.dumps(row["properties"]).decode() for row in rows],
-                "flag_keys": [row["flag_key"] for row in rows],
-                "flag_responses": [row["flag_response"] for row in rows],
+                "created_at": created_at,
+                "uuids": [event.uuid for event in events],
+                "names": [event.event for event in events],
+                "distinct_ids": [event.distinct_id for event in events],
+                "timestamps": [event.timestamp for event in events],
+                "properties": [orjson.dumps(event.properties).decode() for event in events],
+                "flag_keys": [event.flag_key for event in events],
+                "flag_responses": [event.flag_response for event in events],
             },
         )
         return set(result.scalars())

@@ -103,22 +103,7 @@ class CaptureService:
         if not events:
             return 0
         repository = EventsRepository(self.session, project_id)
-        stored = await repository.insert_events(
-            [
-                {
-                    "project_id": project_id,
-                    "uuid": event.uuid,
-                    "event": event.event,
-                    "distinct_id": event.distinct_id,
-                    "timestamp": event.timestamp,
-                    "properties": event.properties,
-                    "flag_key": event.flag_key,
-                    "flag_response": event.flag_response,
-                    "created_at": now,
-                }
-                for event in events
-            ]
-        )
+        stored = await repository.insert_events(events, now)
         new_events = [event for event in events if event.uuid in stored]
         await self._record_names(repository, {event.event for event in new_events}, now)
         await self._update_persons(repository, [event for event in new_events if event.changes_person], now)
