@@ -14,9 +14,10 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -28,16 +29,20 @@ from experiments_service.auth.service import create_project, ensure_user, issue_
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.flags.live_server import create_postgres_database, drop_postgres_database  # noqa: E402
+
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 VARIANTS = ("control", "test", "test_2")
 FLAG_KEY = "bench-results"
 
 
-async def connect(url: str, database: str | None = None) -> asyncpg.Connection:
+async def connect(url: str) -> asyncpg.Connection:
     parsed = make_url(url)
     return await asyncpg.connect(
         host=parsed.host or "127.0.0.1", port=parsed.port or 5432, user=parsed.username or "postgres",
-        password=parsed.password, database=database or parsed.database or "postgres",
+        password=parsed.password, database=parsed.database,
     )
 
 
@@ -56,7 +61,7 @@ METRICS = [
 async def load_events(url: str, project_id: int, exposures: int, conversions: int, start: datetime) -> None:
     """Bulk INSERT ... SELECT in the database: one `$feature_flag_called` per person over six days,
     then conversions on the seventh day spread over random people (seeded, so runs repeat)."""
-    conn = await connect(url, make_url(url).database)
+    conn = await connect(url)
     try:
         await conn.execute("SELECT setseed(0.42)")
         await conn.execute(
@@ -96,16 +101,12 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     args = parser.parse_args()
 
-    name = f"bench_results_{uuid.uuid4().hex[:8]}"
-    admin = await connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
+    url = await create_postgres_database(args.database_url)
     app = None
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         app = create_app(Settings(database_url=url, run_worker=False))
-        print(f"database {name}")
+        print(f"database {make_url(url).database}")
         start = datetime.now(UTC) - timedelta(days=8)
         async with app.state.db.transaction() as session:
             project = await create_project(session, "bench")
@@ -148,9 +149,7 @@ async def main() -> None:
         if app is not None:
             await app.state.db.dispose()
         if not args.keep:
-            admin = await connect(args.database_url)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop_postgres_database(url)
 
 
 if __name__ == "__main__":
