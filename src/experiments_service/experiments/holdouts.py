@@ -9,13 +9,12 @@ import copy
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.project_objects import ProjectObjectService
 from experiments_service.experiments.schemas import HoldoutOut
 from experiments_service.flags.service import FlagService
-from experiments_service.models import Experiment, ExperimentHoldout, FeatureFlag
+from experiments_service.models import ExperimentHoldout
 
 HoldoutName = Annotated[str, Field(min_length=1, max_length=400)]
 HoldoutDescription = Annotated[str | None, Field(max_length=400)]
@@ -110,18 +109,7 @@ class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
         await self.session.flush()
 
     async def _rewrite_flags(self, holdout: ExperimentHoldout, flag_holdout: dict[str, Any] | None) -> None:
-        flags = (
-            await self.session.execute(
-                select(FeatureFlag)
-                .where(
-                    FeatureFlag.project_id == self.project_id,
-                    FeatureFlag.id.in_(select(Experiment.feature_flag_id).where(Experiment.holdout_id == holdout.id)),
-                )
-                .order_by(FeatureFlag.id)
-                .with_for_update()
-            )
-        ).scalars()
         flag_service = FlagService(self.session, self.project_id, self.actor)
-        for flag in flags:
+        for flag in await self.repo.flags_using_holdout(holdout.id):
             filters = {**(flag.filters or {}), "holdout": flag_holdout}
             await flag_service.update_flag(flag, {"filters": filters})

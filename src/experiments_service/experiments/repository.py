@@ -93,6 +93,14 @@ class ExperimentRepository:
             query = self._locked(query)
         return (await self.session.execute(query.order_by(Experiment.id))).scalars().all()
 
+    async def flags_using_holdout(self, holdout_id: int) -> Sequence[FeatureFlag]:
+        """The flags of every experiment that uses this holdout, locked, in id order."""
+        using = select(Experiment.feature_flag_id).where(
+            Experiment.project_id == self.project_id, Experiment.holdout_id == holdout_id
+        )
+        query = select(FeatureFlag).where(FeatureFlag.project_id == self.project_id, FeatureFlag.id.in_(using))
+        return (await self.session.execute(self._locked(query.order_by(FeatureFlag.id)))).scalars().all()
+
     async def holdout(self, holdout_id: int) -> ExperimentHoldout | None:
         return (await self._by_ids(ExperimentHoldout, [holdout_id])).get(holdout_id)
 
