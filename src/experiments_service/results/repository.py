@@ -263,8 +263,7 @@ class ResultsRepository:
     async def _prepare(self) -> None:
         """Give PostgreSQL room to hash a million entities in memory for this transaction."""
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.execute(text("SET LOCAL work_mem = '256MB'"))
-            await self.session.execute(text("SET LOCAL jit = off"))
+            await self.session.execute(text("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)"))
 
     async def metric_aggregates(self, rules: ExposureRules, metric: MetricQuery) -> dict[str, VariantAggregate]:
         """Per-variant n / sum / sum_squares (and ratio or funnel extras), `$multiple` included.
