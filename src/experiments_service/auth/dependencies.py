@@ -8,7 +8,13 @@ from fastapi import Depends, Request
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.deps import SessionDep
-from experiments_service.errors import AuthenticationFailed, NotAuthenticated, NotFound, PermissionDenied
+from experiments_service.errors import (
+    MAX_STORED_INT,
+    AuthenticationFailed,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
 from experiments_service.models import PersonalAPIKey, Project, User
 
 
@@ -36,12 +42,17 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-async def authenticate(request: Request, session: SessionDep) -> tuple[PersonalAPIKey, User]:
-    """Resolve the personal API key of the request (401 when absent or invalid)."""
+def _presented_key_hash(request: Request) -> str:
+    """The stored form of the request's bearer key (401 when none is presented)."""
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated()
-    found = await AuthRepository(session).key_with_user(hash_key(token))
+    return hash_key(token)
+
+
+async def authenticate(request: Request, session: SessionDep) -> tuple[PersonalAPIKey, User]:
+    """Resolve the personal API key of the request (401 when absent or invalid)."""
+    found = await AuthRepository(session).key_with_user(_presented_key_hash(request))
     if found is None:
         raise AuthenticationFailed(INVALID_PERSONAL_KEY)
     return found
@@ -53,17 +64,14 @@ def _path_project_id(request: Request) -> int:
         project_id = int(request.path_params.get("project_id"))
     except (TypeError, ValueError):
         return -1
-    return project_id if 0 < project_id < 2**31 else -1
+    return project_id if 0 < project_id <= MAX_STORED_INT else -1
 
 
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
     async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        token = bearer_token(request)
-        if token is None:
-            raise NotAuthenticated()
-        found = await AuthRepository(session).resolve_access(hash_key(token), _path_project_id(request))
+        found = await AuthRepository(session).resolve_access(_presented_key_hash(request), _path_project_id(request))
         if found is None:
             raise AuthenticationFailed(INVALID_PERSONAL_KEY)
         key, user, project, is_member = found
