@@ -15,7 +15,7 @@ from transitions import Machine, MachineError
 from experiments_service.activity import record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
-from experiments_service.experiments.validation import NO_CONTROL_VARIANT, TOO_FEW_VARIANTS, variant_keys
+from experiments_service.experiments.validation import flag_variant_problem, variant_keys
 from experiments_service.flags.validation import variants_of
 from experiments_service.models import Experiment, FeatureFlag, User
 
@@ -26,7 +26,7 @@ TRANSITIONS = [
         "trigger": "launch",
         "source": "draft",
         "dest": "running",
-        "conditions": ["flag_is_live", "flag_has_two_variants", "flag_has_control"],
+        "conditions": ["flag_is_live", "flag_can_back_experiment"],
     },
     {"trigger": "pause", "source": "running", "dest": "paused"},
     {"trigger": "resume", "source": "paused", "dest": "running"},
@@ -67,11 +67,11 @@ class ExperimentStatus:
     def flag_is_live(self) -> bool:
         return not self.flag.deleted
 
-    def flag_has_two_variants(self) -> bool:
-        return len(variants_of(self.flag.filters or {})) >= 2
+    def variant_problem(self) -> str | None:
+        return flag_variant_problem(variants_of(self.flag.filters or {}))
 
-    def flag_has_control(self) -> bool:
-        return "control" in variant_keys(variants_of(self.flag.filters or {}))
+    def flag_can_back_experiment(self) -> bool:
+        return self.variant_problem() is None
 
     def variant_exists(self) -> bool:
         return self.variant_key in variant_keys(variants_of(self.flag.filters or {}))
@@ -79,8 +79,7 @@ class ExperimentStatus:
 
 GUARD_MESSAGES: dict[str, Callable[[ExperimentStatus], str]] = {
     "flag_is_live": lambda _: "Experiment cannot be launched because its feature flag has been deleted.",
-    "flag_has_two_variants": lambda _: TOO_FEW_VARIANTS,
-    "flag_has_control": lambda _: NO_CONTROL_VARIANT,
+    "flag_can_back_experiment": lambda model: model.variant_problem(),
     "variant_exists": lambda model: f"Variant '{model.variant_key}' not found on feature flag.",
 }
 
