@@ -109,6 +109,17 @@ class TestFlagSync:
         flag = await stored_flag(app, experiment["feature_flag"]["id"])
         assert flag.filters["groups"][0]["rollout_percentage"] == 30
 
+    async def test_draft_payloads_and_aggregation_are_pushed_to_the_flag(self, kit, app):
+        experiment = await create_experiment(kit)
+        body = await patch(kit, experiment["id"], parameters={
+            "feature_flag_payloads": {"test": "{\"color\": \"red\"}"}, "aggregation_group_type_index": 0})
+        flag = await stored_flag(app, experiment["feature_flag"]["id"])
+        assert flag.filters["payloads"] == {"test": "{\"color\": \"red\"}"}
+        assert flag.filters["aggregation_group_type_index"] == 0
+        assert flag.filters["groups"] == [{"properties": [], "rollout_percentage": 100}]
+        assert [v["key"] for v in flag.filters["multivariate"]["variants"]] == ["control", "test"]
+        assert body["feature_flag"]["filters"] == flag.filters
+
     async def test_running_experiment_does_not_sync_without_the_opt_in(self, kit, app, running):
         for extra in ({}, {"update_feature_flag_params": False}):
             body = await patch(kit, running["id"], parameters={"feature_flag_variants": VARIANTS_75_25}, **extra)
