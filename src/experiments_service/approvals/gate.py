@@ -68,15 +68,19 @@ async def check_flag_change(
         raise PolicyConflict([{"id": str(policy.id), "name": policy_label(policy)} for _, policy in required])
     action, policy = required[0]
     resource_id = str(flag.id)
-    existing = await repo.open_change_request(
-        action_key=action.action_key, resource_type=RESOURCE_TYPE, resource_id=resource_id, now=utcnow()
-    )
+
+    async def open_request(open_repo: ApprovalRepository) -> ChangeRequest | None:
+        return await open_repo.open_change_request(
+            action_key=action.action_key, resource_type=RESOURCE_TYPE, resource_id=resource_id, now=utcnow()
+        )
+
+    existing = await open_request(repo)
     if existing is not None:
         raise ApprovalRequired(await _pending_body(session, repo, existing, actor_id))
 
     change_request = _new_change_request(project_id, actor_id, flag, changes, request_data, action, policy)
     users = await load_users(session, [actor_id])
-    approvers = {"quorum": policy.approver_config["quorum"], "users": list(policy.approver_config.get("users", []))}
+    approvers = {name: change_request.policy_snapshot[name] for name in ("quorum", "users")}
     needs_others = not policy.allow_self_approve and actor_id in approvers["users"]
     message = APPROVAL_FROM_OTHERS_MESSAGE if needs_others else APPROVAL_MESSAGE
     rendered = ChangeRequestOut.of(change_request, votes=[], users=users, viewer_id=actor_id).model_dump(mode="json")
@@ -92,9 +96,7 @@ async def check_flag_change(
                 record_change_request(clean_session, change_request, "created", user_id=actor_id, before_state=None)
                 await clean_session.flush()
         except IntegrityError:
-            winner = await clean_repo.open_change_request(
-                action_key=action.action_key, resource_type=RESOURCE_TYPE, resource_id=resource_id, now=utcnow()
-            )
+            winner = await open_request(clean_repo)
             if winner is None:
                 raise
             error.body = await _pending_body(clean_session, clean_repo, winner, actor_id)
@@ -200,8 +202,7 @@ def _display(flag_key: str, action: DetectedAction, full_change: dict[str, Any])
             "before": action.current_state,
             "after": full_change,
         }
-    before = {entry["path"]: entry["value"] for entry in action.current_state["rollout_percentage"]}
-    after = {entry["path"]: entry["value"] for entry in action.gated_changes["rollout_percentage"]}
+    before, after = action.rollout_by_path()
     steps = [
         f"rollout percentage at {path}: {before.get(path, 'N/A')}% -> {after.get(path, 'N/A')}%"
         for path in action.triggered_paths

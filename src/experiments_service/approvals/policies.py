@@ -65,6 +65,13 @@ class DetectedAction:
     gated_changes: dict[str, Any]
     triggered_paths: list[str] = field(default_factory=list)
 
+    def rollout_by_path(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The rollout percentages before and after the change, keyed by path."""
+        return (
+            {entry["path"]: entry["value"] for entry in self.current_state.get(ROLLOUT_FIELD, [])},
+            {entry["path"]: entry["value"] for entry in self.gated_changes.get(ROLLOUT_FIELD, [])},
+        )
+
 
 def rollout_percentages(filters: dict[str, Any] | None) -> dict[str, float]:
     """Effective rollout percentage per path, e.g. `{"groups[0].rollout_percentage": 100}`."""
@@ -127,8 +134,7 @@ def detect_actions(active_before: bool, filters_before: dict[str, Any], changes:
 
 
 def _changed_values(action: DetectedAction) -> list[tuple[float | None, float | None]]:
-    before = {entry["path"]: entry["value"] for entry in action.current_state.get(ROLLOUT_FIELD, [])}
-    after = {entry["path"]: entry["value"] for entry in action.gated_changes.get(ROLLOUT_FIELD, [])}
+    before, after = action.rollout_by_path()
     return [(before.get(path), after.get(path)) for path in action.triggered_paths]
 
 
