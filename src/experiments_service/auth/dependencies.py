@@ -50,14 +50,6 @@ def _presented_key_hash(request: Request) -> str:
     return hash_key(token)
 
 
-async def authenticate(request: Request, session: SessionDep) -> tuple[PersonalAPIKey, User]:
-    """Resolve the personal API key of the request (401 when absent or invalid)."""
-    found = await AuthRepository(session).key_with_user(_presented_key_hash(request))
-    if found is None:
-        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
-    return found
-
-
 def _path_project_id(request: Request) -> int:
     """The path's project id, or -1 (matches no project) when it is not a valid id."""
     try:

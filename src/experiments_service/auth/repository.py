@@ -10,16 +10,6 @@ class AuthRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
 
-    async def key_with_user(self, secure_value: str) -> tuple[PersonalAPIKey, User] | None:
-        row = (
-            await self.session.execute(
-                select(PersonalAPIKey, User)
-                .join(User, User.id == PersonalAPIKey.user_id)
-                .where(PersonalAPIKey.secure_value == secure_value)
-            )
-        ).first()
-        return (row[0], row[1]) if row else None
-
     async def resolve_access(
         self, secure_value: str, project_id: int
     ) -> tuple[PersonalAPIKey, User, Project | None, bool] | None:

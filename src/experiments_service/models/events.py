@@ -1,6 +1,6 @@
 """Captured events, persons (per distinct_id) and the event names a project has seen."""
 
-from uuid import UUID, uuid4
+from uuid import UUID
 from datetime import datetime
 from typing import Any
 
