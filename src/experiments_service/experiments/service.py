@@ -26,6 +26,7 @@ from experiments_service.experiments.schemas import (
 )
 from experiments_service.experiments.validation import (
     DEFAULT_VARIANTS,
+    baseline_key,
     flag_variant_problem,
     validate_baseline,
     validate_exposure_criteria,
@@ -148,7 +149,7 @@ class ExperimentService:
         sent = data.model_fields_set
         self._check_dates(data, sent)
         stats_config = validate_stats_config(data.stats_config)
-        baseline = stats_config.get("baseline_variant_key") or "control"
+        baseline = baseline_key(stats_config)
         parameters = validate_parameters(data.parameters, baseline=baseline)
         exposure_criteria = validate_exposure_criteria(data.exposure_criteria)
         primary = metric_rules.validate_metric_list(data.metrics, "metrics")
@@ -268,7 +269,7 @@ class ExperimentService:
             self.flags.repo.bump_definitions_version()  # `has_experiment` of its flag may change
 
         stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
-        baseline = (stats_config or {}).get("baseline_variant_key") or "control"
+        baseline = baseline_key(stats_config)
         parameters = validate_parameters(data.parameters, baseline=baseline) if "parameters" in sent else None
         exposure_criteria = (
             validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None

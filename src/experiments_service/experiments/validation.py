@@ -132,6 +132,11 @@ def validate_stats_config(stats_config: Any) -> dict[str, Any]:
     return stats_config
 
 
+def baseline_key(stats_config: dict[str, Any] | None) -> str:
+    """The variant results compare against: `stats_config.baseline_variant_key`, else `control`."""
+    return (stats_config or {}).get("baseline_variant_key") or "control"
+
+
 def validate_baseline(stats_config: dict[str, Any] | None, variant_keys: list[str]) -> None:
     baseline = (stats_config or {}).get("baseline_variant_key")
     if baseline is not None and baseline not in variant_keys:

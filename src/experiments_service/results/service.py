@@ -7,6 +7,7 @@ from typing import Any
 
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
+from experiments_service.experiments.validation import baseline_key
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.results import statistics
 from experiments_service.results.repository import (
@@ -121,7 +122,7 @@ def flag_variant_split(flag: FeatureFlag | None, experiment: Experiment) -> dict
 
 
 def baseline_variant_key(experiment: Experiment) -> str:
-    return (experiment.stats_config or {}).get("baseline_variant_key") or "control"
+    return baseline_key(experiment.stats_config)
 
 
 def stats_settings(experiment: Experiment, metric: dict[str, Any]) -> statistics.StatsSettings:
