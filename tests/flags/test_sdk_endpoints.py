@@ -261,6 +261,17 @@ class TestStoredState:
         unknown = (await _flags(client, {**base, "distinct_id": "nobody"})).json()["flags"]["pro-only"]
         assert unknown["enabled"] is False
 
+    async def test_stored_person_properties_reach_a_legacy_flag(self, app, client, kit):
+        legacy = {"properties": [{"key": "plan", "value": ["pro"], "operator": "exact", "type": "person"}]}
+        created = await client.post(f"{kit.base}/feature_flags/", json={"key": "legacy-pro", "filters": legacy}, headers=kit.headers)
+        assert created.status_code == 201, created.text
+        async with app.state.db.transaction() as session:
+            session.add(Person(project_id=kit.project_id, distinct_id="legacy-pro-person", properties={"plan": "pro"}))
+        stored = await _flags(client, {"token": kit.project_api_key, "distinct_id": "legacy-pro-person"})
+        assert stored.json()["flags"]["legacy-pro"]["enabled"] is True
+        unknown = await _flags(client, {"token": kit.project_api_key, "distinct_id": "legacy-nobody"})
+        assert unknown.json()["flags"]["legacy-pro"]["enabled"] is False
+
     async def test_experience_continuity_keeps_the_anonymous_bucket(self, app, client, kit):
         variants = [(f"v{i}", 10) for i in range(10)]
         await create_flag(client, kit, "sticky", filters=multivariate_filters(variants), ensure_experience_continuity=True)

@@ -90,7 +90,9 @@ class ProjectFlags:
 
 def _person_property_keys(flag_key: str, filters: Mapping[str, Any]) -> frozenset[str]:
     keys: set[str] = set()
-    for group in [*(filters.get("groups") or []), *(filters.get("super_groups") or [])]:
+    # Like the evaluator: a legacy flag without `groups` is one condition over `filters.properties`.
+    groups = filters.get("groups") if "groups" in filters else [{"properties": filters.get("properties")}]
+    for group in [*(groups or []), *(filters.get("super_groups") or [])]:
         if not isinstance(group, dict) or group.get("aggregation_group_type_index") is not None:
             continue
         for prop in group.get("properties") or []:
