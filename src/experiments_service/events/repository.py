@@ -7,10 +7,9 @@ from uuid import UUID
 
 import orjson
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from experiments_service.db import insert_on_conflict
 from experiments_service.events.parsing import CapturedEvent, PersonChange
 from experiments_service.models import Event, EventDefinition, Person
 
@@ -65,10 +64,7 @@ class EventsRepository:
         self.project_id = project_id
 
     def _insert(self, model):
-        """A Core `INSERT ... ON CONFLICT` on the model's table, in the session's dialect (the
-        table, not the ORM entity: plain executemany without per-row ORM bookkeeping)."""
-        dialect = self.session.get_bind().dialect.name
-        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
+        return insert_on_conflict(self.session, model.__table__)
 
     async def insert_events(self, events: list[CapturedEvent], created_at: datetime) -> set[UUID]:
         """Insert all events in one statement; a (project, uuid) already stored is skipped.

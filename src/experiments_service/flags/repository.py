@@ -3,11 +3,10 @@
 from typing import Any
 
 from sqlalchemy import Select, bindparam, event, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from experiments_service.db import insert_on_conflict
 from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion, HashKeyOverride, Person
 
 # PostgreSQL channel on which every flag write announces its project id (see flags/cache.py).
@@ -156,13 +155,12 @@ class FlagRepository:
         longest = min(HashKeyOverride.distinct_id.type.length, HashKeyOverride.hash_key.type.length)
         if not flag_keys or len(distinct_id) > longest or len(hash_key) > longest:
             return
-        insert = postgresql_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         rows = [
             {"project_id": self.project_id, "distinct_id": distinct_id, "feature_flag_key": key, "hash_key": hash_key}
             for key in sorted(flag_keys)
         ]
         await self.session.execute(
-            insert(HashKeyOverride).on_conflict_do_nothing(
+            insert_on_conflict(self.session, HashKeyOverride.__table__).on_conflict_do_nothing(
                 index_elements=[HashKeyOverride.project_id, HashKeyOverride.distinct_id, HashKeyOverride.feature_flag_key]
             ),
             rows,
