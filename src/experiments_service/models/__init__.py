@@ -11,6 +11,8 @@ from experiments_service.models.experiments import (
     ExperimentSavedMetric,
     ExperimentTimeseriesRecalculation,
     ExperimentToSavedMetric,
+    ResultsEntityValue,
+    ResultsMaterialization,
 )
 from experiments_service.models.flags import FeatureFlag, FlagDefinitionsVersion, GroupTypeMapping, HashKeyOverride
 
@@ -36,6 +38,8 @@ __all__ = [
     "PersonalAPIKey",
     "Project",
     "ProjectMember",
+    "ResultsEntityValue",
+    "ResultsMaterialization",
     "User",
     "utcnow",
 ]

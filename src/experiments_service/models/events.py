@@ -4,7 +4,7 @@ from uuid import UUID
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, BigIntPK, utcnow
@@ -27,6 +27,8 @@ class Event(Base):
         ),
         # Metric events of one exposed entity (SQLite joins by nested loop; PostgreSQL for small experiments).
         Index("ix_events_project_distinct_id", "project_id", "distinct_id", "timestamp"),
+        # Rows committed since a stored snapshot (incremental results on PostgreSQL).
+        Index("ix_events_project_ingest_txid", "project_id", "ingest_txid"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -40,6 +42,10 @@ class Event(Base):
     flag_key: Mapped[str | None] = mapped_column(String(400), default=None)
     flag_response: Mapped[str | None] = mapped_column(String(400), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # PostgreSQL stamps each row with its inserting transaction (xid8 as a bigint, a column
+    # default set by the migration), so results can tell exactly which rows a snapshot had not
+    # seen. SQLite commits one writer at a time in id order and leaves this NULL.
+    ingest_txid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
 
 class Person(Base):

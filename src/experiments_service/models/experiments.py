@@ -4,7 +4,7 @@ from uuid import UUID, uuid4
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, utcnow
@@ -106,6 +106,45 @@ class ExperimentMetricResult(Base):
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ResultsMaterialization(Base):
+    """One metric's per-entity values, kept current so a results call need not join all events.
+
+    `definition_key` hashes what the values depend on (exposure rules, start and the metric);
+    `cursor` says which events are folded in (a PostgreSQL snapshot, or the last event id on
+    SQLite) and `until` the upper time bound the values were computed for. `totals` holds the
+    per-variant sums of the stored values, so a call need not read them all.
+    """
+
+    __tablename__ = "results_materializations"
+    __table_args__ = (UniqueConstraint("experiment_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    slot: Mapped[str] = mapped_column(String(255))
+    definition_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    cursor: Mapped[str | None] = mapped_column(Text, default=None)
+    until: Mapped[datetime | None] = mapped_column(default=None)
+    totals: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ResultsEntityValue(Base):
+    """One exposed entity of a materialization: its variant and its metric value(s).
+
+    No foreign key to the materialization: its per-row check doubles the cost of storing a
+    million values. The results repository deletes the rows with their materialization, and a
+    materialization's first build clears whatever is stored under its id.
+    """
+
+    __tablename__ = "results_entity_values"
+
+    materialization_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    distinct_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(400))
+    value_0: Mapped[float] = mapped_column(Float)
+    value_1: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class ExperimentTimeseriesRecalculation(Base):

@@ -5,38 +5,47 @@ Aggregation runs in the database (per entity, then per variant) through SQLAlche
 path for SQLite and PostgreSQL; only a handful of per-variant rows come back to Python.
 """
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
-    ColumnElement,
+    Boolean,
     CTE,
+    ColumnElement,
     Float,
+    Select,
     String,
+    Text,
     and_,
     case,
     cast,
     delete,
     func,
     literal,
+    null,
     or_,
     select,
     text,
     true,
-    union_all,
+    union,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from experiments_service.db import insert_on_conflict
 from experiments_service.models import (
     Event,
     ExperimentMetricResult,
     ExperimentTimeseriesRecalculation,
     Project,
+    ResultsEntityValue,
+    ResultsMaterialization,
 )
 from experiments_service.models.base import UTCDateTime, utcnow
 from experiments_service.results.statistics import VariantAggregate
@@ -44,6 +53,9 @@ from experiments_service.results.statistics import VariantAggregate
 FLAG_CALLED_EVENT = "$feature_flag_called"
 MULTIPLE_VARIANTS = "$multiple"
 ACTIVE_RECALCULATION_STATUSES = ("pending", "in_progress")
+# Beyond this many changed entities, recomputing every entity with hash joins is the cheaper plan
+# (and the id list stays within SQLite's bound-parameter limit).
+MAX_ENTITIES_REFRESHED = 20_000
 
 events = Event.__table__
 
@@ -95,6 +107,54 @@ def numeric_property(column, key: str) -> _NumericProperty:
     return _NumericProperty(column, literal(key))
 
 
+class _CurrentCursor(FunctionElement):
+    """Which events this statement sees, as text: the PostgreSQL snapshot, or SQLite's last event id."""
+
+    type = Text()
+    inherit_cache = True
+    name = "current_cursor"
+
+
+@compiles(_CurrentCursor)
+def _current_cursor_postgresql(element, compiler, **kw):
+    return "pg_current_snapshot()::text"
+
+
+@compiles(_CurrentCursor, "sqlite")
+def _current_cursor_sqlite(element, compiler, **kw):
+    return "CAST((SELECT coalesce(max(id), 0) FROM events) AS TEXT)"
+
+
+class _CommittedBetween(FunctionElement):
+    """The event row was committed after cursor `a` and before cursor `b` (see `_CurrentCursor`).
+
+    PostgreSQL assigns ids before commit, so ids do not order commits: the row's inserting
+    transaction is checked against both snapshots instead. SQLite has one writer at a time, so
+    its ids do.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+    name = "committed_between"
+
+
+@compiles(_CommittedBetween)
+def _committed_between_postgresql(element, compiler, **kw):
+    _, txid, before, after = (compiler.process(clause, **kw) for clause in element.clauses)
+    before, after = f"CAST({before} AS pg_snapshot)", f"CAST({after} AS pg_snapshot)"
+    return (
+        f"({txid} >= pg_snapshot_xmin({before})::text::bigint AND {txid} < pg_snapshot_xmax({after})::text::bigint"
+        f" AND NOT pg_visible_in_snapshot({txid}::text::xid8, {before})"
+        f" AND pg_visible_in_snapshot({txid}::text::xid8, {after}))"
+    )
+
+
+@compiles(_CommittedBetween, "sqlite")
+def _committed_between_sqlite(element, compiler, **kw):
+    event_id, _, before, after = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({event_id} > CAST({before} AS INTEGER) AND {event_id} <= CAST({after} AS INTEGER))"
+
+
 @dataclass(frozen=True)
 class EventSource:
     """One EventsNode: which events count and how they aggregate per entity."""
@@ -123,6 +183,31 @@ class MetricQuery:
     metric_type: str
     sources: tuple[EventSource, ...]
     conversion_window_seconds: int | None = None
+
+
+def definition_key(rules: ExposureRules, metric: MetricQuery) -> str:
+    """A hash of everything per-entity values depend on except `until` (which only grows)."""
+    definition = {"rules": asdict(replace(rules, until=None)), "metric": asdict(metric)}
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _moved_totals(
+    totals: dict[str, list[float]], before: dict[str, list[float]], after: dict[str, list[float]]
+) -> dict[str, list[float]]:
+    """Per-variant totals with some entities' old rows (`before`) replaced by their new ones."""
+    moved = {key: list(values) for key, values in totals.items()}
+    for sign, part in ((-1, before), (1, after)):
+        for key, values in part.items():
+            current = moved.setdefault(key, [0.0] * len(values))
+            moved[key] = [total + sign * value for total, value in zip(current, values, strict=True)]
+    return {key: values for key, values in moved.items() if round(values[0]) > 0}
+
+
+def relevant_event_names(rules: ExposureRules, metric: MetricQuery) -> list[str] | None:
+    """The event names that can change an entity's values; None when any event can."""
+    if any(source.event is None for source in metric.sources):
+        return None
+    return sorted({rules.custom_event or FLAG_CALLED_EVENT, *(source.event for source in metric.sources)})
 
 
 NUMERIC_OPERATORS = ("gt", "lt", "gte", "lte")
@@ -175,8 +260,11 @@ class ResultsRepository:
 
     # --- exposures and metrics ------------------------------------------------------------
 
-    def _exposures(self, rules: ExposureRules) -> CTE:
-        """One row per exposed distinct_id: first exposure time and variant (or `$multiple`)."""
+    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
+        """One row per exposed distinct_id: first exposure time and variant (or `$multiple`).
+
+        `only` restricts the rows to those distinct_ids.
+        """
         if rules.custom_event:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
@@ -192,6 +280,8 @@ class ResultsRepository:
             events.c.timestamp >= rules.start,
             events.c.timestamp <= rules.until,
         ]
+        if only is not None:
+            conditions.append(events.c.distinct_id.in_(only))
         if rules.first_seen:
             ranked = (
                 select(
@@ -247,7 +337,7 @@ class ResultsRepository:
 
     @staticmethod
     def _source_value(event_table, source: EventSource, condition: ColumnElement[bool]):
-        """The source's per-entity aggregate, restricted to its own events (`FILTER (WHERE ...)`)."""
+        """The source's per-entity aggregate over its own events (`FILTER (WHERE ...)`), 0 without any."""
         prop = numeric_property(event_table.c.properties, source.math_property or "")
         value = {
             "total": lambda: func.count(),
@@ -258,101 +348,236 @@ class ResultsRepository:
             "unique_session": lambda: func.count(func.distinct(event_table.c.properties["$session_id"].as_string())),
             "dau": lambda: func.count(func.distinct(func.date(event_table.c.timestamp))),
         }[source.math]()
-        return cast(value.filter(condition), Float)
+        # The left join yields one NULL row for an entity without events: it must not count.
+        return func.coalesce(cast(value.filter(and_(event_table.c.id.is_not(None), condition)), Float), 0.0)
 
     async def _prepare(self) -> None:
-        """Give PostgreSQL room to hash a million entities in memory for this transaction."""
+        """Give PostgreSQL room to hash a million entities in memory for this transaction, and
+        price index lookups as on cached or solid-state storage, so a few thousand entities are
+        looked up by key rather than by scanning every stored one."""
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.execute(text("SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)"))
+            await self.session.execute(
+                text(
+                    "SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true),"
+                    " set_config('random_page_cost', '1.1', true)"
+                )
+            )
 
-    async def metric_aggregates(self, rules: ExposureRules, metric: MetricQuery) -> dict[str, VariantAggregate]:
-        """Per-variant n / sum / sum_squares (and ratio or funnel extras), `$multiple` included.
+    def _entity_values(self, rules: ExposureRules, metric: MetricQuery, only: list[str] | None = None) -> Select:
+        """One row per exposed entity: `distinct_id`, `variant`, `value_0` and `value_1`.
 
-        Entities without metric events contribute zeros, so sums need only the entities that have
-        events (one join, one pass for both ratio sources) and `n` comes from the exposures alone.
+        `value_0` is the metric value (a funnel's: how many steps were reached in order) and
+        `value_1` a ratio's denominator; entities without metric events get zeros.
         """
-        await self._prepare()
-        exposures = self._exposures(rules)
+        exposures = self._exposures(rules, only)
         if metric.metric_type == "funnel":
-            return await self._funnel_aggregates(exposures, rules, metric.sources, metric.conversion_window_seconds)
+            return self._funnel_entity_values(exposures, rules, metric.sources, metric.conversion_window_seconds)
         metric_events = events.alias("metric_events")
         conditions = [self._source_condition(metric_events, source) for source in metric.sources]
         values = [
             self._source_value(metric_events, source, condition).label(f"value_{index}")
             for index, (source, condition) in enumerate(zip(metric.sources, conditions, strict=True))
         ]
-        per_entity = (
-            select(exposures.c.variant, *values)
-            .select_from(
-                exposures.join(
-                    metric_events,
-                    and_(
-                        *self._metric_event_conditions(
-                            metric_events, exposures, exposures.c.first_exposure, rules, metric.conversion_window_seconds
-                        ),
-                        or_(*conditions),
-                    ),
-                )
-            )
+        if len(values) == 1:
+            values.append(cast(null(), Float).label("value_1"))
+        joined = exposures.outerjoin(
+            metric_events,
+            and_(
+                *self._metric_event_conditions(
+                    metric_events, exposures, exposures.c.first_exposure, rules, metric.conversion_window_seconds
+                ),
+                or_(*conditions),
+            ),
+        )
+        return (
+            select(exposures.c.distinct_id, exposures.c.variant, *values)
+            .select_from(joined)
             .group_by(exposures.c.distinct_id, exposures.c.variant)
-            .subquery("per_entity")
         )
-        value = func.coalesce(per_entity.c.value_0, 0.0)
-        sums = [func.sum(value), func.sum(value * value)]
-        if metric.metric_type == "ratio":
-            denominator = func.coalesce(per_entity.c.value_1, 0.0)
-            sums += [func.sum(denominator), func.sum(denominator * denominator), func.sum(value * denominator)]
-        per_variant = select(per_entity.c.variant, *sums).group_by(per_entity.c.variant).subquery("per_variant")
-        counts = select(exposures.c.variant, func.count().label("n")).group_by(exposures.c.variant).subquery("counts")
-        query = select(counts.c.variant, counts.c.n, *list(per_variant.c)[1:]).select_from(
-            counts.outerjoin(per_variant, per_variant.c.variant == counts.c.variant)
-        )
-        aggregates = {}
-        for key, n, *totals in (await self.session.execute(query)).all():
-            totals = [float(total or 0) for total in totals]
-            extra = {}
-            if metric.metric_type == "ratio":
-                extra = {"denominator_sum": totals[2], "denominator_sum_squares": totals[3], "sum_of_products": totals[4]}
-            aggregates[key] = VariantAggregate(key=key, number_of_samples=n, sum=totals[0], sum_squares=totals[1], **extra)
-        return aggregates
 
-    async def _funnel_aggregates(
+    def _funnel_entity_values(
         self, exposures: CTE, rules: ExposureRules, steps: tuple[EventSource, ...], window: int | None
-    ) -> dict[str, VariantAggregate]:
-        """Ordered steps after exposure: each step's earliest event at or after the previous step."""
-        counts = [select(literal(-1).label("step"), exposures.c.variant, func.count()).group_by(exposures.c.variant)]
+    ) -> Select:
+        """Ordered steps after exposure: each step's earliest event at or after the previous step's."""
         previous = select(
-            exposures.c.distinct_id, exposures.c.variant, exposures.c.first_exposure,
-            exposures.c.first_exposure.label("reached_at"),
+            exposures.c.distinct_id, exposures.c.first_exposure, exposures.c.first_exposure.label("reached_at")
         ).cte("funnel_exposed")
+        reached = []
         for index, step in enumerate(steps):
             step_events = events.alias(f"step_{index}_events")
             conditions = self._metric_event_conditions(step_events, previous, previous.c.reached_at, rules, window)
             previous = (
                 select(
                     previous.c.distinct_id,
-                    previous.c.variant,
                     previous.c.first_exposure,
                     func.min(step_events.c.timestamp).label("reached_at"),
                 )
-                .select_from(
-                    previous.join(step_events, and_(*conditions, self._source_condition(step_events, step)))
-                )
-                .group_by(previous.c.distinct_id, previous.c.variant, previous.c.first_exposure)
+                .select_from(previous.join(step_events, and_(*conditions, self._source_condition(step_events, step))))
+                .group_by(previous.c.distinct_id, previous.c.first_exposure)
                 .cte(f"funnel_step_{index}")
             )
-            counts.append(select(literal(index), previous.c.variant, func.count()).group_by(previous.c.variant))
-        rows = (await self.session.execute(union_all(*counts))).all()
-        exposed = {variant: n for step, variant, n in rows if step == -1}
-        reached = {(step, variant): n for step, variant, n in rows if step >= 0}
+            reached.append(previous)
+        joined = exposures
+        for step in reached:
+            joined = joined.outerjoin(step, step.c.distinct_id == exposures.c.distinct_id)
+        steps_reached = sum(case((step.c.distinct_id.is_not(None), 1), else_=0) for step in reached)
+        return select(
+            exposures.c.distinct_id,
+            exposures.c.variant,
+            cast(steps_reached, Float).label("value_0"),
+            cast(null(), Float).label("value_1"),
+        ).select_from(joined)
+
+    async def _variant_totals(self, entities, metric: MetricQuery) -> dict[str, list[float]]:
+        """Per variant: [n, then sum and sum_squares (plus the ratio's denominator sums and sum of
+        products), or a funnel's count per step] over per-entity rows."""
+        value, denominator = entities.c.value_0, entities.c.value_1
+        columns = [func.count()]
+        if metric.metric_type == "funnel":
+            columns += [func.count().filter(value >= index + 1) for index in range(len(metric.sources))]
+        else:
+            columns += [func.sum(value), func.sum(value * value)]
+        if metric.metric_type == "ratio":
+            columns += [func.sum(denominator), func.sum(denominator * denominator), func.sum(value * denominator)]
+        query = select(entities.c.variant, *columns).group_by(entities.c.variant)
+        return {key: [float(total or 0) for total in totals] for key, *totals in (await self.session.execute(query)).all()}
+
+    @staticmethod
+    def _aggregates(totals: dict[str, list[float]], metric: MetricQuery) -> dict[str, VariantAggregate]:
         aggregates = {}
-        for key, n in exposed.items():
-            step_counts = [int(reached.get((index, key), 0)) for index in range(len(steps))]
-            conversions = float(step_counts[-1])
-            aggregates[key] = VariantAggregate(
-                key=key, number_of_samples=n, sum=conversions, sum_squares=conversions, step_counts=step_counts
-            )
+        for key, (n, *sums) in totals.items():
+            if metric.metric_type == "funnel":
+                step_counts = [round(count) for count in sums]
+                aggregates[key] = VariantAggregate(
+                    key=key, number_of_samples=round(n), sum=float(step_counts[-1]), sum_squares=float(step_counts[-1]),
+                    step_counts=step_counts,
+                )
+                continue
+            extra = {}
+            if metric.metric_type == "ratio":
+                extra = {"denominator_sum": sums[2], "denominator_sum_squares": sums[3], "sum_of_products": sums[4]}
+            aggregates[key] = VariantAggregate(key=key, number_of_samples=round(n), sum=sums[0], sum_squares=sums[1], **extra)
         return aggregates
+
+    async def metric_aggregates(self, rules: ExposureRules, metric: MetricQuery) -> dict[str, VariantAggregate]:
+        """Per-variant aggregates computed from the events alone (`$multiple` included)."""
+        await self._prepare()
+        totals = await self._variant_totals(self._entity_values(rules, metric).subquery("entities"), metric)
+        return self._aggregates(totals, metric)
+
+    async def materialized_aggregates(
+        self, experiment_id: int, slot: str, rules: ExposureRules, metric: MetricQuery
+    ) -> dict[str, VariantAggregate]:
+        """`metric_aggregates`, from stored per-entity values and per-variant totals brought up to date.
+
+        Only entities that may have changed are recomputed (see `_changed_entities`), and the
+        totals move by the difference between those entities' old and new rows, so a call costs
+        in proportion to the new events, not to the experiment. A changed definition, an `until`
+        moved back, or very many changed entities recompute everything. The row lock serialises
+        concurrent refreshes of one metric across server processes.
+        """
+        await self._prepare()
+        state = await self._materialization(experiment_id, slot)
+        key = definition_key(rules, metric)
+        cursor = (await self.session.execute(select(_CurrentCursor()))).scalar_one()
+        rebuild = (
+            state.definition_key != key or state.cursor is None or state.until is None or rules.until < state.until
+        )
+        changed: list[str] = []
+        if not rebuild:
+            changed = list((await self.session.execute(self._changed_entities(state, cursor, rules, metric))).scalars())
+            rebuild = len(changed) > MAX_ENTITIES_REFRESHED
+        if rebuild:
+            await self._store_entities(state.id, self._entity_values(rules, metric), replace_all=True)
+            await self._analyze_stored_entities()
+            state.totals = await self._variant_totals(self._stored_entities(state.id), metric)
+        elif changed:
+            # The ids go in as a list so the planner knows how few they are.
+            before = await self._variant_totals(self._stored_entities(state.id, changed), metric)
+            await self._store_entities(state.id, self._entity_values(rules, metric, only=changed), replace_all=False)
+            after = await self._variant_totals(self._stored_entities(state.id, changed), metric)
+            state.totals = _moved_totals(state.totals or {}, before, after)
+        state.definition_key, state.cursor, state.until, state.refreshed_at = key, cursor, rules.until, utcnow()
+        await self.session.flush()
+        return self._aggregates(state.totals or {}, metric)
+
+    async def _analyze_stored_entities(self) -> None:
+        """Refresh PostgreSQL's statistics after a rebuild (it samples this transaction's rows too),
+        so later lookups by id know one materialization can hold millions of rows."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(text("ANALYZE results_entity_values"))
+
+    @staticmethod
+    def _stored_entities(materialization_id: int, only: list[str] | None = None):
+        stored = ResultsEntityValue.__table__
+        query = select(stored).where(stored.c.materialization_id == materialization_id)
+        if only is not None:
+            query = query.where(stored.c.distinct_id.in_(only))
+        return query.subquery("entities")
+
+    async def _store_entities(self, materialization_id: int, entities: Select, *, replace_all: bool) -> None:
+        """Write per-entity rows: all of them afresh, or upserting the recomputed ones (exposure
+        only grows while `until` does not move back, so no stored entity disappears)."""
+        stored = ResultsEntityValue.__table__
+        statement = insert_on_conflict(self.session, stored)
+        if replace_all:
+            await self.session.execute(delete(stored).where(stored.c.materialization_id == materialization_id))
+        else:
+            statement = statement.on_conflict_do_update(
+                index_elements=[stored.c.materialization_id, stored.c.distinct_id],
+                set_={name: statement.excluded[name] for name in ("variant", "value_0", "value_1")},
+            )
+        entities = entities.subquery("entities")
+        await self.session.execute(
+            statement.from_select(
+                ["materialization_id", "distinct_id", "variant", "value_0", "value_1"],
+                # `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
+                select(literal(materialization_id), *entities.c).where(true()),
+            )
+        )
+
+    async def _materialization(self, experiment_id: int, slot: str) -> ResultsMaterialization:
+        """The metric's materialization row, created if new and locked for this transaction."""
+        await self.session.execute(
+            insert_on_conflict(self.session, ResultsMaterialization.__table__)
+            .values(experiment_id=experiment_id, slot=slot)
+            .on_conflict_do_nothing(index_elements=["experiment_id", "slot"])
+        )
+        query = (
+            select(ResultsMaterialization)
+            .where(ResultsMaterialization.experiment_id == experiment_id, ResultsMaterialization.slot == slot)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(query)).scalar_one()
+
+    async def drop_materializations_except(self, experiment_id: int, slots: set[str]) -> None:
+        """Forget the stored values of metrics the experiment no longer has."""
+        dropped = select(ResultsMaterialization.id).where(
+            ResultsMaterialization.experiment_id == experiment_id, ResultsMaterialization.slot.not_in(slots)
+        )
+        stored = ResultsEntityValue.__table__
+        await self.session.execute(delete(stored).where(stored.c.materialization_id.in_(dropped)))
+        await self.session.execute(delete(ResultsMaterialization).where(ResultsMaterialization.id.in_(dropped)))
+
+    def _changed_entities(
+        self, state: ResultsMaterialization, cursor: str, rules: ExposureRules, metric: MetricQuery
+    ) -> Select:
+        """Entities whose stored values may be stale: one of their relevant events was committed
+        after the stored cursor, or is dated between the stored and the current `until`."""
+        names = relevant_event_names(rules, metric)
+        scope = [events.c.project_id == self.project_id]
+        if names is not None:
+            scope.append(events.c.event.in_(names))
+        committed = select(events.c.distinct_id).where(
+            *scope, _CommittedBetween(events.c.id, events.c.ingest_txid, literal(state.cursor), literal(cursor))
+        )
+        if state.until == rules.until:
+            return committed.distinct()
+        dated = select(events.c.distinct_id).where(
+            *scope, events.c.timestamp > state.until, events.c.timestamp <= rules.until
+        )
+        return union(committed, dated)
 
     async def exposure_counts(self, rules: ExposureRules) -> dict[str, int]:
         await self._prepare()

@@ -52,6 +52,11 @@ class ExperimentMetric:
     def uuid(self) -> str | None:
         return self.definition.get("uuid")
 
+    @property
+    def slot(self) -> str:
+        """Where the metric's live per-entity values are stored (one set per metric)."""
+        return f"saved:{self.saved_metric_id}" if self.saved_metric_id is not None else f"inline:{self.uuid}"
+
 
 def _event_source(node: Any, where: str) -> EventSource:
     if not isinstance(node, dict):
@@ -210,9 +215,13 @@ class ResultsService:
         return rules, split
 
     async def metric_result(
-        self, experiment: Experiment, metric: ExperimentMetric, rules: ExposureRules, baseline_key: str
+        self, experiment: Experiment, metric: ExperimentMetric, rules: ExposureRules, baseline_key: str, *, live: bool
     ) -> tuple[MetricResult, dict[str, statistics.VariantAggregate]]:
-        """One metric's result, plus the raw per-variant aggregates it came from."""
+        """One metric's result, plus the raw per-variant aggregates it came from.
+
+        `live` results read stored per-entity values kept current; a past day's (timeseries) are
+        computed from the events alone.
+        """
         settings = stats_settings(experiment, metric.definition)
         entry = MetricResult(
             metric_uuid=metric.uuid,
@@ -227,7 +236,10 @@ class ResultsService:
         except MetricDefinitionError as error:
             entry.error = str(error)
             return entry, {}
-        aggregates = await self.repository.metric_aggregates(rules, query)
+        if live:
+            aggregates = await self.repository.materialized_aggregates(experiment.id, metric.slot, rules, query)
+        else:
+            aggregates = await self.repository.metric_aggregates(rules, query)
         ordered = [
             aggregates.get(key) or statistics.VariantAggregate(key=key, number_of_samples=0, sum=0.0, sum_squares=0.0)
             for key in rules.variants
@@ -253,13 +265,15 @@ class ResultsService:
             metrics = [metric for metric in metrics if metric.uuid == metric_uuid]
             if not metrics:
                 raise NotFound(f"No metric with uuid '{metric_uuid}' in this experiment.", code="not_found")
+        else:
+            await self.repository.drop_materializations_except(experiment.id, {metric.slot for metric in metrics})
         now = datetime.now(UTC)
         until = min(experiment.end_date, now) if experiment.end_date else now
         rules, split = await self.exposure_rules(experiment, until)
         baseline_key = baseline_variant_key(experiment)
         results, exposures = [], None
         for metric in metrics:
-            entry, aggregates = await self.metric_result(experiment, metric, rules, baseline_key)
+            entry, aggregates = await self.metric_result(experiment, metric, rules, baseline_key, live=True)
             results.append(entry)
             if exposures is None and aggregates:
                 exposures = {key: agg.number_of_samples for key, agg in aggregates.items()}

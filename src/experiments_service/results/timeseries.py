@@ -101,7 +101,9 @@ class TimeseriesService:
         until = min(query_to - ONE_MICROSECOND, experiment.end_date or query_to)
         metric = ExperimentMetric(job.metric or {}, "primary")
         rules, _ = await self.results.exposure_rules(experiment, until)
-        entry, _ = await self.results.metric_result(experiment, metric, rules, baseline_variant_key(experiment))
+        entry, _ = await self.results.metric_result(
+            experiment, metric, rules, baseline_variant_key(experiment), live=False
+        )
         result = None if entry.error else entry.model_dump(mode="json", include={"baseline", "variant_results"})
         await self.store_day(experiment, job, day, zone, result=result, error=entry.error or None)
         return not entry.error
