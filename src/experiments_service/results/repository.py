@@ -54,7 +54,7 @@ FLAG_CALLED_EVENT = "$feature_flag_called"
 MULTIPLE_VARIANTS = "$multiple"
 ACTIVE_RECALCULATION_STATUSES = ("pending", "in_progress")
 # Beyond this many changed entities, recomputing every entity with hash joins is the cheaper plan
-# (and the id list stays within SQLite's bound-parameter limit).
+# (and the id list, bound one parameter per id, stays under PostgreSQL's 32,767 per statement).
 MAX_ENTITIES_REFRESHED = 20_000
 
 events = Event.__table__
@@ -126,7 +126,8 @@ def _current_cursor_sqlite(element, compiler, **kw):
 
 
 class _CommittedBetween(FunctionElement):
-    """The event row was committed after cursor `a` and before cursor `b` (see `_CurrentCursor`).
+    """The event row was committed after the `before` cursor and is seen by the `after` one (see
+    `_CurrentCursor`): arguments are the row's id and transaction id, then the two cursors.
 
     PostgreSQL assigns ids before commit, so ids do not order commits: the row's inserting
     transaction is checked against both snapshots instead. SQLite has one writer at a time, so
