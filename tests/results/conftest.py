@@ -107,6 +107,18 @@ def mean_metric(event_name: str = "purchase", **source: Any) -> dict[str, Any]:
     }
 
 
+async def results_for(kit, experiment_id: int, **params: Any) -> dict[str, Any]:
+    """The body of a successful `GET .../results/`."""
+    response = await kit.client.get(f"{kit.base}/experiments/{experiment_id}/results/", params=params, headers=kit.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def by_key(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A metric result's baseline and variants by variant key."""
+    return {item["key"]: item for item in [result["baseline"], *result["variant_results"]]}
+
+
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
 

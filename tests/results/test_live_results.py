@@ -9,7 +9,17 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from experiments_service.models import Event, Experiment, ResultsEntityValue, ResultsMaterialization
-from tests.results.conftest import START, create_experiment, event, flag_called, insert_events, mean_metric, minutes
+from tests.results.conftest import (
+    START,
+    by_key,
+    create_experiment,
+    event,
+    flag_called,
+    insert_events,
+    mean_metric,
+    minutes,
+    results_for,
+)
 
 
 def funnel_metric() -> dict:
@@ -27,19 +37,9 @@ def ratio_metric() -> dict:
     }
 
 
-async def get_results(kit, experiment_id, **params):
-    response = await kit.client.get(f"{kit.base}/experiments/{experiment_id}/results/", params=params, headers=kit.headers)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def figures(body: dict) -> dict:
     """Everything a results body says about the data (not when it was computed)."""
     return {"exposures": body["exposures"], "srm": body["srm"], "results": body["results"]}
-
-
-def by_key(result: dict) -> dict:
-    return {item["key"]: item for item in [result["baseline"], *result["variant_results"]]}
 
 
 async def forget_stored_values(app, experiment_id: int) -> None:
@@ -74,7 +74,7 @@ async def test_refreshed_values_equal_a_computation_from_the_events_alone(app, k
         event("purchase", "a", START + minutes(5), {"amount": 7}),  # before a's exposure (for now)
         event("view", "b", START + minutes(11)),
     ])
-    first = await get_results(kit, created.id)
+    first = await results_for(kit, created.id)
     assert first["exposures"] == {"control": 1, "test": 2, "$multiple": 0}
     assert by_key(first["results"][0])["control"]["sum"] == 1.0
 
@@ -87,7 +87,7 @@ async def test_refreshed_values_equal_a_computation_from_the_events_alone(app, k
         event("purchase", "stranger", START + minutes(31), {"amount": 99}),  # never exposed
         event("signup", "d", START + minutes(31)),  # irrelevant to every metric
     ])
-    refreshed = await get_results(kit, created.id)
+    refreshed = await results_for(kit, created.id)
 
     assert refreshed["exposures"] == {"control": 2, "test": 1, "$multiple": 1}
     mean_result, funnel_result, ratio_result = (by_key(result) for result in refreshed["results"])
@@ -103,7 +103,7 @@ async def test_refreshed_values_equal_a_computation_from_the_events_alone(app, k
     }
 
     await forget_stored_values(app, created.id)
-    assert figures(await get_results(kit, created.id)) == figures(refreshed)
+    assert figures(await results_for(kit, created.id)) == figures(refreshed)
 
 
 async def test_moving_the_end_date_later_and_back_recounts_the_window(app, kit):
@@ -118,7 +118,7 @@ async def test_moving_the_end_date_later_and_back_recounts_the_window(app, kit):
     async def results_until(moment):
         async with app.state.db.transaction() as session:
             await session.execute(update(Experiment).where(Experiment.id == created.id).values(end_date=moment))
-        body = await get_results(kit, created.id)
+        body = await results_for(kit, created.id)
         return body["exposures"], by_key(body["results"][0])["control"]["sum"]
 
     assert await results_until(end) == ({"control": 1, "test": 0, "$multiple": 0}, 0.0)
@@ -135,20 +135,20 @@ async def test_a_changed_metric_definition_is_computed_afresh(app, kit):
         event("refund", "a", START + minutes(3)),
         event("refund", "a", START + minutes(4)),
     ])
-    assert by_key((await get_results(kit, created.id))["results"][0])["control"]["sum"] == 1.0
+    assert by_key((await results_for(kit, created.id))["results"][0])["control"]["sum"] == 1.0
 
     async with app.state.db.transaction() as session:
         changed = {**metric, "source": {"kind": "EventsNode", "event": "refund"}}
         await session.execute(update(Experiment).where(Experiment.id == created.id).values(metrics=[changed]))
 
-    assert by_key((await get_results(kit, created.id))["results"][0])["control"]["sum"] == 2.0
+    assert by_key((await results_for(kit, created.id))["results"][0])["control"]["sum"] == 2.0
 
 
 async def test_values_of_removed_metrics_are_dropped(app, kit):
     kept, removed = mean_metric(), mean_metric("refund")
     created = await create_experiment(app, kit.project_id, metrics=[kept, removed])
     await insert_events(app, kit.project_id, [flag_called("a", created.flag_key, "control", START + minutes(1))])
-    await get_results(kit, created.id)
+    await results_for(kit, created.id)
     assert set(await stored_entities(app, created.id)) == {f"inline:{kept['uuid']}", f"inline:{removed['uuid']}"}
 
     async with app.state.db.transaction() as session:
@@ -156,7 +156,7 @@ async def test_values_of_removed_metrics_are_dropped(app, kit):
             select(ResultsMaterialization.id).where(ResultsMaterialization.slot == f"inline:{removed['uuid']}")
         )).scalar_one()
         await session.execute(update(Experiment).where(Experiment.id == created.id).values(metrics=[kept]))
-    await get_results(kit, created.id)
+    await results_for(kit, created.id)
 
     assert set(await stored_entities(app, created.id)) == {f"inline:{kept['uuid']}"}
     async with app.state.db.transaction() as session:
@@ -168,14 +168,14 @@ async def test_concurrent_refreshes_agree_and_store_each_entity_once(app, kit):
     metric = mean_metric()
     created = await create_experiment(app, kit.project_id, metrics=[metric])
     await insert_events(app, kit.project_id, [flag_called("a", created.flag_key, "control", START + minutes(1))])
-    await get_results(kit, created.id)
+    await results_for(kit, created.id)
     await insert_events(app, kit.project_id, [
         *(flag_called(f"user-{index}", created.flag_key, ("control", "test")[index % 2], START + minutes(2))
           for index in range(40)),
         *(event("purchase", f"user-{index}", START + minutes(3)) for index in range(0, 40, 3)),
     ])
 
-    bodies = await asyncio.gather(*(get_results(kit, created.id) for _ in range(4)))
+    bodies = await asyncio.gather(*(results_for(kit, created.id) for _ in range(4)))
 
     assert all(figures(body) == figures(bodies[0]) for body in bodies)
     assert bodies[0]["exposures"] == {"control": 21, "test": 20, "$multiple": 0}
@@ -189,7 +189,7 @@ async def test_an_event_committed_after_a_newer_one_is_still_counted(app, kit, d
         pytest.skip("SQLite has one writer at a time, so ids follow commits")
     created = await create_experiment(app, kit.project_id, metrics=[mean_metric()])
     await insert_events(app, kit.project_id, [flag_called("a", created.flag_key, "control", START + minutes(1))])
-    await get_results(kit, created.id)
+    await results_for(kit, created.id)
 
     async with app.state.db.engine.connect() as slow_writer:
         await slow_writer.begin()
@@ -201,10 +201,10 @@ async def test_an_event_committed_after_a_newer_one_is_still_counted(app, kit, d
               "flag_response": "test"}],
         )).scalar_one()
         await insert_events(app, kit.project_id, [flag_called("quick", created.flag_key, "test", START + minutes(3))])
-        assert (await get_results(kit, created.id))["exposures"]["test"] == 1  # slow is not committed yet
+        assert (await results_for(kit, created.id))["exposures"]["test"] == 1  # slow is not committed yet
         await slow_writer.commit()
 
     async with app.state.db.transaction() as session:
         quick_id = (await session.execute(select(func.max(Event.id)).where(Event.distinct_id == "quick"))).scalar_one()
     assert slow_id < quick_id
-    assert (await get_results(kit, created.id))["exposures"]["test"] == 2
+    assert (await results_for(kit, created.id))["exposures"]["test"] == 2

@@ -3,15 +3,20 @@
 from datetime import timedelta
 
 from experiments_service.models import ExperimentSavedMetric, ExperimentToSavedMetric
-from tests.results.conftest import START, create_experiment, event, flag_called, insert_events, mean_metric, minutes
+from tests.results.conftest import (
+    START,
+    by_key,
+    create_experiment,
+    event,
+    flag_called,
+    insert_events,
+    mean_metric,
+    minutes,
+)
 
 
 async def get_results(kit, experiment_id, **params):
     return await kit.client.get(f"{kit.base}/experiments/{experiment_id}/results/", params=params, headers=kit.headers)
-
-
-def by_key(result):
-    return {item["key"]: item for item in [result["baseline"], *result["variant_results"]]}
 
 
 class TestExposureRules:

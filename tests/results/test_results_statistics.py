@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.results.conftest import START, create_experiment, event, flag_called, insert_events, mean_metric, minutes
+from tests.results.conftest import (
+    START,
+    create_experiment,
+    event,
+    flag_called,
+    insert_events,
+    mean_metric,
+    minutes,
+    results_for,
+)
 
 TOLERANCE = {"rel": 1e-9, "abs": 1e-12}
 
@@ -79,13 +88,6 @@ def build_population(seed: int, flag_key: str, sizes=(("control", 120), ("test",
 
 def values(people, variant, field):
     return np.array([float(p[field]) for p in people.values() if p["variant"] == variant])
-
-
-async def results_for(kit, experiment_id, metric_uuid=None):
-    params = {"metric_uuid": metric_uuid} if metric_uuid else {}
-    response = await kit.client.get(f"{kit.base}/experiments/{experiment_id}/results/", params=params, headers=kit.headers)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 @pytest.mark.parametrize("method", ["bayesian", "frequentist"])
