@@ -21,7 +21,13 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("ingest_txid", sa.BigInteger(), nullable=True))
-        batch_op.create_index("ix_events_project_ingest_txid", ["project_id", "ingest_txid"], unique=False)
+        batch_op.create_index(
+            "ix_events_project_ingest_txid",
+            ["project_id", "ingest_txid"],
+            unique=False,
+            postgresql_where=sa.text("ingest_txid IS NOT NULL"),
+            sqlite_where=sa.text("ingest_txid IS NOT NULL"),
+        )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE events ALTER COLUMN ingest_txid SET DEFAULT (pg_current_xact_id()::text::bigint)")
 

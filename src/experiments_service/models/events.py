@@ -4,7 +4,7 @@ from uuid import UUID
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, BigIntPK, utcnow
@@ -27,8 +27,15 @@ class Event(Base):
         ),
         # Metric events of one exposed entity (SQLite joins by nested loop; PostgreSQL for small experiments).
         Index("ix_events_project_distinct_id", "project_id", "distinct_id", "timestamp"),
-        # Rows committed since a stored snapshot (incremental results on PostgreSQL).
-        Index("ix_events_project_ingest_txid", "project_id", "ingest_txid"),
+        # Rows committed since a stored snapshot (incremental results on PostgreSQL). Partial, so
+        # SQLite (where the column stays NULL) pays nothing for it on insert.
+        Index(
+            "ix_events_project_ingest_txid",
+            "project_id",
+            "ingest_txid",
+            postgresql_where=text("ingest_txid IS NOT NULL"),
+            sqlite_where=text("ingest_txid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
