@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from experiments_service.approvals.router import router as approvals_router
+from experiments_service.auth.router import router as auth_router
 from experiments_service.background import start_background_services
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
@@ -15,6 +16,7 @@ from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
 from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.ratelimit import build_rate_limits
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
 
@@ -27,7 +29,8 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
+        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        auth_router,
     ):
         app.include_router(router)
 
@@ -53,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = Database(settings)
+    app.state.rate_limits = build_rate_limits(
+        settings.rate_limit_api, settings.rate_limit_sdk, None if app.state.db.is_sqlite else app.state.db.engine
+    )
     install_error_handlers(app)
     _include_routers(app)
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)

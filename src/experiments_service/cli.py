@@ -9,7 +9,7 @@ import json
 import sys
 
 from experiments_service import migrate
-from experiments_service.auth.keys import SCOPE_OBJECTS
+from experiments_service.auth.keys import valid_scope
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.auth.service import (
     bootstrap_user,
@@ -35,7 +35,9 @@ async def _bootstrap(project_name: str, reuse_existing: bool) -> dict:
             if project is None:
                 project = await create_project(session, project_name)
             user = await bootstrap_user(session, project)
-            issued = await issue_personal_api_key(session, user, ["*"], label="bootstrap")
+            issued = await issue_personal_api_key(
+                session, user, ["*"], label="bootstrap", scoped_teams=[project.id]
+            )
             return {
                 "project_id": project.id,
                 "project_api_key": project.api_token,
@@ -45,7 +47,7 @@ async def _bootstrap(project_name: str, reuse_existing: bool) -> dict:
         await db.dispose()
 
 
-async def _create_api_key(project_id: int, scopes: list[str], email: str | None) -> dict:
+async def _create_api_key(project_id: int, scopes: list[str], email: str | None, all_projects: bool) -> dict:
     db = Database(get_settings())
     try:
         async with db.transaction() as session:
@@ -53,17 +55,11 @@ async def _create_api_key(project_id: int, scopes: list[str], email: str | None)
             if project is None:
                 raise NotFound(f"Project {project_id} does not exist.")
             user = await ensure_user(session, email, project) if email else await bootstrap_user(session, project)
-            issued = await issue_personal_api_key(session, user, scopes)
+            scoped_teams = None if all_projects else [project.id]
+            issued = await issue_personal_api_key(session, user, scopes, scoped_teams=scoped_teams)
             return {"personal_api_key": issued.secret, "user_id": user.id}
     finally:
         await db.dispose()
-
-
-def _valid_scope(scope: str) -> bool:
-    if scope == "*":
-        return True
-    obj, _, action = scope.partition(":")
-    return obj in SCOPE_OBJECTS and action in ("read", "write")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -96,13 +92,13 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def _cmd_create_api_key(args: argparse.Namespace) -> int:
     scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
-    invalid = [scope for scope in scopes if not _valid_scope(scope)]
+    invalid = [scope for scope in scopes if not valid_scope(scope)]
     if not scopes or invalid:
         print(f"error: invalid scopes: {', '.join(invalid) or '(none given)'}", file=sys.stderr)
         return 2
     migrate.upgrade(get_settings().database_url)
     try:
-        _print_json(asyncio.run(_create_api_key(args.project_id, scopes, args.email)))
+        _print_json(asyncio.run(_create_api_key(args.project_id, scopes, args.email, args.all_projects)))
     except NotFound as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 1
@@ -123,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_cmd = commands.add_parser("migrate", help="upgrade the database schema to head")
     migrate_cmd.set_defaults(func=_cmd_migrate)
 
-    bootstrap = commands.add_parser("bootstrap", help="create a project and an all-scopes key; print JSON")
+    bootstrap = commands.add_parser(
+        "bootstrap", help="create a project, its owner and an all-scopes key scoped to it; print JSON"
+    )
     bootstrap.add_argument("--project-name", default="Default project")
     bootstrap.add_argument(
         "--reuse-existing",
@@ -135,7 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     create_key = commands.add_parser("create-api-key", help="mint a personal API key; print JSON")
     create_key.add_argument("--project-id", type=int, required=True)
     create_key.add_argument("--scopes", required=True, help="comma-separated, e.g. experiment:read,feature_flag:read")
-    create_key.add_argument("--email", default=None, help="owner of the key (created as a project member if new)")
+    create_key.add_argument(
+        "--email", default=None, help="owner of the key (made a project member); default: the project's owner"
+    )
+    create_key.add_argument(
+        "--all-projects",
+        action="store_true",
+        help="let the key reach every project its owner is a member of (default: --project-id only)",
+    )
     create_key.set_defaults(func=_cmd_create_api_key)
     return parser
 

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     flag_cache_ttl_seconds: float = 0.5
     # Run the background job worker inside the API process.
     run_worker: bool = True
+    # Rate limits in `limits` notation, e.g. "480/minute;4800/hour"; empty: no limit.
+    # Per personal API key on /api routes, and per project token on /flags, /decide and capture.
+    rate_limit_api: str = ""
+    rate_limit_sdk: str = ""
 
 
 @lru_cache

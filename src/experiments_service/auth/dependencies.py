@@ -1,12 +1,14 @@
 """Request authentication and per-route scope checks, as FastAPI dependencies."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
+from experiments_service.ratelimit import rate_limit_key
 from experiments_service.deps import SessionDep
 from experiments_service.errors import (
     MAX_STORED_INT,
@@ -15,10 +17,15 @@ from experiments_service.errors import (
     NotFound,
     PermissionDenied,
 )
-from experiments_service.models import PersonalAPIKey, Project, User
+from experiments_service.models import PersonalAPIKey, Project, User, utcnow
 
 
 INVALID_PERSONAL_KEY = "Personal API key found in request Authorization header is invalid."
+# `@current`: the presenting key (`/api/personal_api_keys/@current/`), or the one project it is
+# scoped to (`/api/projects/@current/...`).
+CURRENT = "@current"
+# `last_used_at` is refreshed when older than this, so a busy key costs one write an hour.
+LAST_USED_REFRESH = timedelta(hours=1)
 
 
 @dataclass
@@ -59,11 +66,63 @@ def _path_project_id(request: Request) -> int:
     return project_id if 0 < project_id <= MAX_STORED_INT else -1
 
 
+def single_scoped_project(key: PersonalAPIKey) -> int:
+    """The project `@current` names for this key: the only one it is scoped to."""
+    teams = list(key.scoped_teams or [])
+    if len(teams) != 1:
+        raise NotFound(f"{CURRENT} names a project only for a key scoped to exactly one project.")
+    return int(teams[0])
+
+
+async def _resolve_current_project(request: Request, repo: AuthRepository, key_hash: str) -> None:
+    """Replace `@current` in the path by the key's project id, before FastAPI reads path params
+    (sub-dependencies are solved first), so every route sees a plain id."""
+    if request.path_params.get("project_id") != CURRENT:
+        return
+    key = await repo.key_by_hash(key_hash)
+    if key is None:
+        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
+    request.path_params["project_id"] = str(single_scoped_project(key))
+
+
+def check_project_access(key: PersonalAPIKey, project_id: int, is_member: bool) -> None:
+    """The key's project scope (PostHog's `scoped_teams`), then the user's membership."""
+    if key.scoped_teams and project_id not in key.scoped_teams:
+        raise PermissionDenied(f"API key does not have access to the requested project: ID {project_id}.")
+    if not is_member:
+        raise PermissionDenied("You don't have access to the project.")
+
+
+async def note_key_used(request: Request, session, key: PersonalAPIKey) -> None:
+    """Per-key rate limit, then `last_used_at` (written in the request's transaction, at most
+    once per `LAST_USED_REFRESH`)."""
+    await rate_limit_key(request, key.id)
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_REFRESH:
+        await AuthRepository(session).touch_key(key.id, now, now - LAST_USED_REFRESH)
+        key.last_used_at = now
+
+
+async def authenticate_key(request: Request, session, scope: str | None) -> tuple[PersonalAPIKey, User]:
+    """The presented key and its user, for routes outside a project (`scope` None: any key)."""
+    found = await AuthRepository(session).key_with_user(_presented_key_hash(request))
+    if found is None:
+        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
+    key, user = found
+    if scope is not None and not scope_allows(list(key.scopes or []), scope):
+        raise PermissionDenied(f"API key missing required scope '{scope}'")
+    await note_key_used(request, session, key)
+    return key, user
+
+
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
     async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        found = await AuthRepository(session).resolve_access(_presented_key_hash(request), _path_project_id(request))
+        repo = AuthRepository(session)
+        key_hash = _presented_key_hash(request)
+        await _resolve_current_project(request, repo, key_hash)
+        found = await repo.resolve_access(key_hash, _path_project_id(request))
         if found is None:
             raise AuthenticationFailed(INVALID_PERSONAL_KEY)
         key, user, project, is_member = found
@@ -71,8 +130,8 @@ def require_scope(scope: str):
             raise PermissionDenied(f"API key missing required scope '{scope}'")
         if project is None:
             raise NotFound()
-        if not is_member:
-            raise PermissionDenied("You don't have access to the project.")
+        check_project_access(key, project.id, is_member)
+        await note_key_used(request, session, key)
         return ProjectContext(project=project, user=user, key=key)
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"

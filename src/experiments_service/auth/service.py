@@ -9,7 +9,10 @@ from experiments_service.auth.keys import hash_key, mask_key, new_personal_api_k
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.models import FlagDefinitionsVersion, PersonalAPIKey, Project, ProjectMember, User
 
-BOOTSTRAP_EMAIL = "admin@experiments.local"
+def owner_email(project: Project) -> str:
+    """The address of the user `bootstrap` makes for a project: one owner per project, so a
+    project's keys belong to a user who is a member of that project alone."""
+    return f"admin-{project.id}@experiments.local"
 
 
 @dataclass
@@ -18,6 +21,7 @@ class IssuedKey:
 
     secret: str
     user: User
+    key: PersonalAPIKey
 
 
 async def create_project(session: AsyncSession, name: str) -> Project:
@@ -43,26 +47,32 @@ async def ensure_user(session: AsyncSession, email: str, project: Project | None
     return user
 
 
-async def bootstrap_user(session: AsyncSession, project: Project | None = None) -> User:
-    """The operator user keys belong to when no email is given."""
-    repo = AuthRepository(session)
-    user = await repo.first_user()
-    email = user.email if user is not None else BOOTSTRAP_EMAIL
-    return await ensure_user(session, email, project)
+async def bootstrap_user(session: AsyncSession, project: Project) -> User:
+    """The project's owner, whom keys belong to when no email is given: its first member
+    (created on first use)."""
+    owner = await AuthRepository(session).first_member(project.id)
+    if owner is not None:
+        return owner
+    return await ensure_user(session, owner_email(project), project)
 
 
 async def issue_personal_api_key(
-    session: AsyncSession, user: User, scopes: list[str], label: str = "cli"
+    session: AsyncSession,
+    user: User,
+    scopes: list[str],
+    label: str = "cli",
+    scoped_teams: list[int] | None = None,
 ) -> IssuedKey:
+    """Mint a key for `user`; `scoped_teams` limits it to those projects (None: all of the user's)."""
     secret = new_personal_api_key()
-    session.add(
-        PersonalAPIKey(
-            user_id=user.id,
-            label=label,
-            secure_value=hash_key(secret),
-            mask_value=mask_key(secret),
-            scopes=scopes,
-        )
+    key = PersonalAPIKey(
+        user_id=user.id,
+        label=label,
+        secure_value=hash_key(secret),
+        mask_value=mask_key(secret),
+        scopes=scopes,
+        scoped_teams=scoped_teams,
     )
+    session.add(key)
     await session.flush()
-    return IssuedKey(secret=secret, user=user)
+    return IssuedKey(secret=secret, user=user, key=key)

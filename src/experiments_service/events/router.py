@@ -7,6 +7,7 @@ from experiments_service.events.schemas import CaptureErrorBody, CaptureResponse
 from experiments_service.events.service import CaptureService, RecentEventNames
 from experiments_service.flags.cache import flag_cache
 from experiments_service.middleware import read_body_within, sdk_cors_headers
+from experiments_service.ratelimit import rate_limit_project_token
 
 router = APIRouter(route_class=TransactionalRoute, tags=["events"])
 
@@ -51,8 +52,16 @@ async def respond_capture(request: Request) -> Response:
     `SDKFastPath`, and by the documented routes below)."""
     max_bytes = request.app.state.settings.max_body_bytes
     body = await read_body_within(request, max_bytes)
+    project_for_token = flag_cache(request.app).project_id_for_token
+
+    async def rate_limited_project(token: str) -> int | None:
+        project_id = await project_for_token(token)
+        if project_id is not None:
+            await rate_limit_project_token(request, project_id)
+        return project_id
+
     async with request.app.state.db.transaction() as session:
-        await CaptureService(session, recent_event_names(request), flag_cache(request.app).project_id_for_token).capture(
+        await CaptureService(session, recent_event_names(request), rate_limited_project).capture(
             body,
             content_type=request.headers.get("content-type", ""),
             content_encoding=request.headers.get("content-encoding", ""),

@@ -19,7 +19,12 @@ from fastapi import Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from experiments_service.auth.dependencies import INVALID_PERSONAL_KEY, bearer_token
+from experiments_service.auth.dependencies import (
+    INVALID_PERSONAL_KEY,
+    bearer_token,
+    check_project_access,
+    note_key_used,
+)
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
@@ -37,6 +42,7 @@ from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.middleware import read_body_within, sdk_cors_headers
+from experiments_service.ratelimit import rate_limit_project_token
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +188,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     project_id = await cache.project_id_for_token(flags_request.token)
     if project_id is None:
         raise InvalidProjectAPIKey()
+    await rate_limit_project_token(request, project_id)
     project = await cache.get(project_id)
     if body.get("disable_flags") is True:  # the client asked for its config only
         return project, {}, False
@@ -218,8 +225,8 @@ async def definitions_response(request: Request, session: AsyncSession, token: s
         raise PermissionDenied("API key missing required scope 'feature_flag:read'")
     if project is None:
         raise InvalidProjectAPIKey()
-    if not is_member:
-        raise PermissionDenied("You don't have access to the project.")
+    check_project_access(key, project_id, is_member)
+    await note_key_used(request, session, key)
     headers = {"ETag": project.etag}
     if request.headers.get("if-none-match") == project.etag:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)

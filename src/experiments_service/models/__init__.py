@@ -2,7 +2,7 @@
 
 from experiments_service.models.approvals import ActivityLog, Approval, ApprovalPolicy, ChangeRequest
 from experiments_service.models.base import Base, utcnow
-from experiments_service.models.core import PersonalAPIKey, Project, ProjectMember, User
+from experiments_service.models.core import PersonalAPIKey, Project, ProjectMember, RateLimitCounter, User
 from experiments_service.models.events import Event, EventDefinition, Person
 from experiments_service.models.experiments import (
     Experiment,
@@ -38,6 +38,7 @@ __all__ = [
     "PersonalAPIKey",
     "Project",
     "ProjectMember",
+    "RateLimitCounter",
     "ResultsEntityValue",
     "ResultsMaterialization",
     "User",

@@ -4,7 +4,7 @@ from uuid import UUID, uuid4
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, utcnow
@@ -55,5 +55,22 @@ class PersonalAPIKey(Base):
     secure_value: Mapped[str] = mapped_column(String(128))
     mask_value: Mapped[str] = mapped_column(String(20))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # Projects the key may reach (PostHog's `scoped_teams`); NULL or empty: every project the
+    # user is a member of. Membership applies either way.
+    scoped_teams: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Refreshed at most once per `LAST_USED_REFRESH` (auth/dependencies.py), not on every request.
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_rolled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RateLimitCounter(Base):
+    """One fixed-window request counter per limited key or token, shared by every worker
+    on PostgreSQL (ratelimit/repository.py); SQLite set-ups count in process memory."""
+
+    __tablename__ = "rate_limit_counters"
+
+    bucket: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # When the current window ends, in epoch milliseconds (a later hit past it starts a new one).
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    hits: Mapped[int] = mapped_column(Integer)
