@@ -57,7 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = Database(settings)
     app.state.rate_limits = build_rate_limits(
-        settings.rate_limit_api, settings.rate_limit_sdk, None if app.state.db.is_sqlite else app.state.db.engine
+        settings.rate_limit_api,
+        settings.rate_limit_sdk,
+        None if app.state.db.is_sqlite else app.state.db.engine,
+        settings.rate_limit_sync_seconds,
     )
     install_error_handlers(app)
     _include_routers(app)

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Per personal API key on /api routes, and per project token on /flags, /decide and capture.
     rate_limit_api: str = ""
     rate_limit_sdk: str = ""
+    # On PostgreSQL, how often each process adds its counts to the shared counters (per key or
+    # token); 0 syncs on every request (exact, one statement per request).
+    rate_limit_sync_seconds: float = 0.1
 
 
 @lru_cache

@@ -5,6 +5,7 @@ Counters live in PostgreSQL when the service runs on it (shared by every worker)
 memory on SQLite (one process, one budget). Off unless configured.
 """
 
+import asyncio
 import logging
 import math
 import time
@@ -18,6 +19,9 @@ from starlette.requests import Request
 from experiments_service.errors import APIError
 
 log = logging.getLogger(__name__)
+
+# Longest a counter store may take to answer before the request is let through.
+STORAGE_TIMEOUT_SECONDS = 1.0
 
 
 class Throttled(APIError):
@@ -47,22 +51,22 @@ class RateLimits:
     async def hit(self, limits: list[RateLimitItem], *identifiers: str) -> None:
         """Count one request against every limit; raise `Throttled` when one is exhausted.
 
-        A counter store that cannot be reached lets the request through (an outage must not
-        turn cached `/flags` answers into errors).
+        A counter store that cannot be reached, or answers slower than `STORAGE_TIMEOUT_SECONDS`,
+        lets the request through (an outage must not turn cached `/flags` answers into errors).
         """
         for item in limits:
             try:
-                allowed = await self.strategy.hit(item, *identifiers)
-                if allowed:
-                    continue
-                reset = (await self.strategy.get_window_stats(item, *identifiers)).reset_time
+                async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
+                    if await self.strategy.hit(item, *identifiers):
+                        continue
+                    reset = (await self.strategy.get_window_stats(item, *identifiers)).reset_time
             except Exception:  # noqa: BLE001 - fail open, as documented
                 log.warning("rate limit counters unavailable; request let through", exc_info=True)
                 return
             raise Throttled(max(1, math.ceil(reset - time.time())))
 
 
-def build_rate_limits(api: str, sdk: str, engine=None) -> RateLimits | None:
+def build_rate_limits(api: str, sdk: str, engine=None, sync_seconds: float = 0.1) -> RateLimits | None:
     """Limits from settings (None when both are empty); database counters when `engine` is given."""
     api_limits = parse_many(api) if api.strip() else []
     sdk_limits = parse_many(sdk) if sdk.strip() else []
@@ -71,7 +75,7 @@ def build_rate_limits(api: str, sdk: str, engine=None) -> RateLimits | None:
     if engine is not None:
         from experiments_service.ratelimit.repository import DatabaseCounters
 
-        storage: Storage = DatabaseCounters(engine)
+        storage: Storage = DatabaseCounters(engine, sync_seconds)
     else:
         storage = MemoryStorage()
     return RateLimits(storage=storage, api=api_limits, sdk=sdk_limits)

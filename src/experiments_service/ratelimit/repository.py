@@ -1,11 +1,15 @@
 """Rate-limit counters in PostgreSQL, so every worker of a deployment counts against one budget.
 
-A `limits` storage: the fixed-window strategy calls `incr` once per request (one upsert, in
-autocommit on its own pooled connection, so no request transaction ever holds the row) and
-`get`/`get_expiry` only to say when a refused client may retry.
+A `limits` storage. Each process counts locally and adds its count to the bucket's row (one
+upsert in autocommit on its own pooled connection, so no request transaction holds the row),
+reading back the total of every process, at most once per `sync_seconds` per bucket. A busy
+bucket thus costs a few statements a second rather than one per request; between syncs a
+process decides on the last total plus its own count, so the whole deployment can overshoot a
+limit by what the other workers admit within one sync interval.
 """
 
 import time
+from dataclasses import dataclass
 
 from limits.aio.storage import Storage
 from sqlalchemy import case, delete, select
@@ -15,9 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from experiments_service.models import RateLimitCounter
 
+COUNTERS = RateLimitCounter.__table__
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+
+@dataclass
+class _Bucket:
+    hits: int = 0  # the deployment's total at the last sync, plus this process's hits since
+    pending: int = 0  # this process's hits not yet written
+    expires_at: float = 0.0  # end of the window, epoch seconds
+    synced_at: float = 0.0
+    syncing: bool = False
 
 
 class DatabaseCounters(Storage):
@@ -25,61 +36,82 @@ class DatabaseCounters(Storage):
 
     STORAGE_SCHEME = ["experiments+database"]
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, sync_seconds: float = 0.1):
         super().__init__(wrap_exceptions=False)
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.sync_seconds = sync_seconds
+        self.buckets: dict[str, _Bucket] = {}
 
     @property
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
 
-    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        now = _now_ms()
-        table = RateLimitCounter.__table__
-        live = table.c.expires_at > now
+    async def _add(self, key: str, expiry: float, amount: int) -> tuple[int, float]:
+        """Add `amount` to the bucket's row (a new window when the stored one is over); return
+        the deployment's total and the window's end."""
+        now_ms = int(time.time() * 1000)
+        live = COUNTERS.c.expires_at > now_ms
+        ends = now_ms + int(expiry * 1000)
         statement = (
-            insert(table)
-            .values(bucket=key, expires_at=now + int(expiry * 1000), hits=amount)
+            insert(COUNTERS)
+            .values(bucket=key, expires_at=ends, hits=amount)
             .on_conflict_do_update(
-                index_elements=[table.c.bucket],
+                index_elements=[COUNTERS.c.bucket],
                 set_={
-                    "hits": case((live, table.c.hits + amount), else_=amount),
-                    "expires_at": case((live, table.c.expires_at), else_=now + int(expiry * 1000)),
+                    "hits": case((live, COUNTERS.c.hits + amount), else_=amount),
+                    "expires_at": case((live, COUNTERS.c.expires_at), else_=ends),
                 },
             )
-            .returning(table.c.hits)
+            .returning(COUNTERS.c.hits, COUNTERS.c.expires_at)
         )
         async with self.engine.connect() as connection:
-            return int((await connection.execute(statement)).scalar_one())
+            hits, expires_ms = (await connection.execute(statement)).one()
+        return int(hits), expires_ms / 1000
 
-    async def _row(self, key: str) -> tuple[int, int] | None:
-        table = RateLimitCounter.__table__
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(select(table.c.hits, table.c.expires_at).where(table.c.bucket == key))
-            ).first()
-        return None if row is None else (int(row[0]), int(row[1]))
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = time.time()
+        bucket = self.buckets.get(key)
+        if bucket is None or now >= bucket.expires_at:
+            bucket = self.buckets[key] = _Bucket(expires_at=now + expiry)
+        bucket.hits += amount
+        bucket.pending += amount
+        if bucket.syncing or now - bucket.synced_at < self.sync_seconds:
+            return bucket.hits
+        bucket.syncing = True
+        sent, bucket.pending = bucket.pending, 0
+        try:
+            total, bucket.expires_at = await self._add(key, expiry, sent)
+        except BaseException:
+            bucket.pending += sent
+            raise
+        finally:
+            bucket.syncing = False
+        bucket.hits = total + bucket.pending  # hits admitted while the statement ran
+        bucket.synced_at = time.time()
+        return bucket.hits
 
     async def get(self, key: str) -> int:
-        row = await self._row(key)
-        return row[0] if row is not None and row[1] > _now_ms() else 0
+        bucket = self.buckets.get(key)
+        return bucket.hits if bucket is not None and time.time() < bucket.expires_at else 0
 
     async def get_expiry(self, key: str) -> float:
-        row = await self._row(key)
-        return row[1] / 1000 if row is not None and row[1] > _now_ms() else time.time()
+        bucket = self.buckets.get(key)
+        return bucket.expires_at if bucket is not None else time.time()
 
     async def check(self) -> bool:
         try:
-            await self._row("")
+            async with self.engine.connect() as connection:
+                await connection.execute(select(COUNTERS.c.bucket).limit(1))
         except SQLAlchemyError:
             return False
         return True
 
     async def reset(self) -> int | None:
+        self.buckets.clear()
         async with self.engine.connect() as connection:
-            return (await connection.execute(delete(RateLimitCounter.__table__))).rowcount
+            return (await connection.execute(delete(COUNTERS))).rowcount
 
     async def clear(self, key: str) -> None:
-        table = RateLimitCounter.__table__
+        self.buckets.pop(key, None)
         async with self.engine.connect() as connection:
-            await connection.execute(delete(table).where(table.c.bucket == key))
+            await connection.execute(delete(COUNTERS).where(COUNTERS.c.bucket == key))
