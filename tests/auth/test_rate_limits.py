@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from experiments_service.app import create_app
+from experiments_service.db import create_engine
+from experiments_service.ratelimit import RateLimits
+from experiments_service.ratelimit.repository import DatabaseCounters
 from experiments_service.models import Event, Experiment, PersonalAPIKey, RateLimitCounter
 from experiments_service.settings import Settings
 from tests.conftest import make_kit
@@ -158,4 +162,24 @@ class TestDefaultsAndSharing:
                     ).scalars().all()
                 assert rows == [1]  # only the first request was written; the rest were counted in memory
         finally:
+            await app.state.db.dispose()
+
+    async def test_unreachable_counters_let_requests_through(self, db_name, database_urls):
+        if db_name != "postgresql":
+            pytest.skip("shared counters are PostgreSQL's")
+        app = limited_app(database_urls[db_name], api="1/minute", sdk="1/minute", sync=0)
+        gone = make_url(database_urls[db_name]).set(database=f"missing_{uuid.uuid4().hex[:8]}")
+        dead_engine = create_engine(gone.render_as_string(hide_password=False))
+        app.state.rate_limits = RateLimits(
+            storage=DatabaseCounters(dead_engine, 0), api=app.state.rate_limits.api, sdk=app.state.rate_limits.sdk
+        )
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+                kit = await make_kit(app, client)
+                for _ in range(3):
+                    assert (await client.get(f"{kit.base}/experiments/", headers=kit.headers)).status_code == 200
+                    flags = await client.post("/flags/?v=2", json={"token": kit.project_api_key, "distinct_id": "d"})
+                    assert flags.status_code == 200
+        finally:
+            await dead_engine.dispose()
             await app.state.db.dispose()
