@@ -214,3 +214,27 @@ class TestUserAndProjects:
         assert (await client.get(f"/api/projects/{kit.project_id}/", headers=unscoped)).status_code == 403
         plain = await mint(app, user_id, ["experiment:read"])
         assert (await client.get("/api/projects/", headers=plain)).status_code == 403
+
+
+class TestHostileInput:
+    async def test_out_of_range_and_malformed_values_are_4xx_and_store_nothing(self, client, app):
+        _, user_id = await user_with_projects(app)
+        admin = await mint(app, user_id, ["*"])
+        before = await key_count(app, user_id)
+        for body in (
+            {"label": "x", "scopes": ["*"], "scoped_teams": [2**63]},
+            {"label": "x", "scopes": ["*"], "scoped_teams": [-1]},
+            {"label": "x", "scopes": ["*"], "scoped_teams": "all"},
+            {"label": "x", "scopes": "*"},
+            {"label": "x" * 41, "scopes": ["*"]},
+            {"label": "nul\u0000", "scopes": ["*"]},
+            {"label": "x", "scopes": ["experiment:read\u0000"]},
+            [],
+        ):
+            response = await client.post(KEYS, json=body, headers=admin)
+            assert 400 <= response.status_code < 500, (body, response.text)
+            assert response.json()["type"] == "validation_error" or response.json()["code"] == "parse_error"
+        for path in (f"{KEYS}{2**63}/", f"{KEYS}-1/", f"{KEYS}0/roll/", "/api/projects/99999999999999999999/"):
+            response = await client.request("POST" if path.endswith("roll/") else "GET", path, headers=admin)
+            assert response.status_code in (403, 404), (path, response.text)
+        assert await key_count(app, user_id) == before

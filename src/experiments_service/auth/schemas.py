@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from experiments_service.models import PersonalAPIKey, Project, User
 
@@ -77,6 +77,14 @@ class PersonalAPIKeyCreate(BaseModel):
     scopes: list[str]
     scoped_teams: list[int] | None = None
     scoped_organizations: list[str] | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _no_nul(cls, label: str) -> str:
+        # PostgreSQL cannot store NUL; refuse it on SQLite too, so both behave alike.
+        if "\x00" in label:
+            raise ValueError("Null characters are not allowed.")
+        return label
 
 
 class ProjectOut(BaseModel):
