@@ -238,3 +238,35 @@ class TestHostileInput:
             response = await client.request("POST" if path.endswith("roll/") else "GET", path, headers=admin)
             assert response.status_code in (403, 404), (path, response.text)
         assert await key_count(app, user_id) == before
+
+
+class TestUpdate:
+    async def test_patch_changes_label_scopes_and_projects_within_the_callers_rights(self, client, app):
+        (first, second), user_id = await user_with_projects(app)
+        admin = await mint(app, user_id, ["*"])
+        made = await client.post(KEYS, json={"label": "ci", "scopes": ["experiment:read"], "scoped_teams": [first]}, headers=admin)
+        url = f"{KEYS}{made.json()['id']}/"
+        changed = await client.patch(url, json={"label": "ci-2", "scopes": ["experiment:write"]}, headers=admin)
+        assert changed.status_code == 200
+        assert (changed.json()["label"], changed.json()["scopes"], changed.json()["scoped_teams"]) == (
+            "ci-2", ["experiment:write"], [first]
+        )
+        assert changed.json()["value"] is None
+        moved = await client.patch(url, json={"scoped_teams": [second]}, headers=admin)
+        assert moved.json()["scoped_teams"] == [second]
+        key = {"Authorization": f"Bearer {made.json()['value']}"}
+        assert (await client.get(f"/api/projects/{first}/experiments/", headers=key)).status_code == 403
+        assert (await client.get(f"/api/projects/{second}/experiments/", headers=key)).status_code == 200
+        empty = await client.patch(url, json={"scopes": []}, headers=admin)
+        assert empty.status_code == 400 and empty.json()["attr"] == "scopes"
+
+    async def test_a_key_cannot_widen_itself_or_others(self, client, app):
+        (first, second), user_id = await user_with_projects(app)
+        narrow = await mint(app, user_id, ["experiment:read", "personal_api_key:write"], scoped_teams=[first])
+        for body in ({"scopes": ["*"]}, {"scoped_teams": [first, second]}, {"scoped_teams": []}, {"scoped_teams": None}):
+            response = await client.patch(KEYS + "@current/", json=body, headers=narrow)
+            assert (response.status_code, response.json()) == (403, BEYOND), body
+        me = (await client.get(KEYS + "@current/", headers=narrow)).json()
+        assert (me["scopes"], me["scoped_teams"]) == (["experiment:read", "personal_api_key:write"], [first])
+        narrowed = await client.patch(KEYS + "@current/", json={"scopes": ["experiment:read", "personal_api_key:write"], "label": "mine"}, headers=narrow)
+        assert narrowed.status_code == 200 and narrowed.json()["label"] == "mine"

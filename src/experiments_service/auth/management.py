@@ -4,6 +4,8 @@ A key manages only keys no more powerful than itself (its scopes and its project
 theirs), so a key scoped to one project can neither mint nor roll its way into another.
 """
 
+from __future__ import annotations
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.dependencies import CURRENT, single_scoped_project
@@ -17,7 +19,14 @@ from experiments_service.auth.keys import (
     valid_scope,
 )
 from experiments_service.auth.repository import AuthRepository
-from experiments_service.auth.schemas import PersonalAPIKeyCreate, PersonalAPIKeyOut, ProjectOut, UserBasic, UserMe
+from experiments_service.auth.schemas import (
+    PersonalAPIKeyCreate,
+    PersonalAPIKeyOut,
+    PersonalAPIKeyUpdate,
+    ProjectOut,
+    UserBasic,
+    UserMe,
+)
 from experiments_service.auth.service import issue_personal_api_key
 from experiments_service.errors import NotFound, PermissionDenied, ValidationError
 from experiments_service.models import PersonalAPIKey, User, utcnow
@@ -68,38 +77,56 @@ class KeyManagement:
             raise PermissionDenied("API key missing required scope 'personal_api_key:read'")
         return await self.get(key_id)
 
-    async def create(self, body: PersonalAPIKeyCreate) -> PersonalAPIKeyOut:
-        if not body.scopes:
+    async def _checked_rights(self, scopes: list[str], scoped_teams: list[int] | None) -> list[int] | None:
+        """Validate a key's scopes and projects (PostHog's messages) and that the caller covers
+        them; returns the projects, deduplicated (None: all of the user's)."""
+        if not scopes:
             raise ValidationError("This list may not be empty.", code="empty", attr="scopes")
-        for scope in body.scopes:
+        for scope in scopes:
             if not valid_scope(scope):
                 raise ValidationError(f"Invalid scope: {scope}", attr="scopes")
-        if body.scoped_organizations:
+        teams = list(dict.fromkeys(int(team) for team in scoped_teams or [])) or None
+        if teams and len(await self.repo.member_project_ids(self.user.id, teams)) != len(teams):
+            raise ValidationError("You must be a member of all teams that you are scoping the key to.", attr="scoped_teams")
+        if not scopes_cover(list(self.caller.scopes or []), scopes) or not teams_cover(self.caller.scoped_teams, teams):
+            raise PermissionDenied(BEYOND_OWN_RIGHTS)
+        return teams
+
+    @staticmethod
+    def _no_organizations(organizations: list[str] | None) -> None:
+        if organizations:
             raise ValidationError(
                 "You must be a member of all organizations that you are scoping the key to.",
                 attr="scoped_organizations",
             )
-        scoped_teams = self.caller.scoped_teams if body.scoped_teams is None else body.scoped_teams
-        if scoped_teams:
-            teams = list(dict.fromkeys(int(team) for team in scoped_teams))
-            if len(await self.repo.member_project_ids(self.user.id, teams)) != len(teams):
-                raise ValidationError(
-                    "You must be a member of all teams that you are scoping the key to.", attr="scoped_teams"
-                )
-            scoped_teams = teams
-        if not scopes_cover(list(self.caller.scopes or []), body.scopes) or not teams_cover(
-            self.caller.scoped_teams, scoped_teams or None
-        ):
-            raise PermissionDenied(BEYOND_OWN_RIGHTS)
+
+    async def create(self, body: PersonalAPIKeyCreate) -> PersonalAPIKeyOut:
+        self._no_organizations(body.scoped_organizations)
+        wanted_teams = self.caller.scoped_teams if body.scoped_teams is None else body.scoped_teams
+        scoped_teams = await self._checked_rights(list(body.scopes), wanted_teams)
         if len(await self.repo.keys_of_user(self.user.id)) >= MAX_API_KEYS_PER_USER:
             raise ValidationError(
                 f"You can only have {MAX_API_KEYS_PER_USER} personal API keys. "
                 "Remove an existing key before creating a new one."
             )
         issued = await issue_personal_api_key(
-            self.session, self.user, list(body.scopes), label=body.label, scoped_teams=scoped_teams or None
+            self.session, self.user, list(body.scopes), label=body.label, scoped_teams=scoped_teams
         )
         return PersonalAPIKeyOut.of(issued.key, issued.secret)
+
+    async def update(self, key_id: str, body: PersonalAPIKeyUpdate) -> PersonalAPIKeyOut:
+        """Change a key's label, scopes or projects, never beyond what the caller holds."""
+        key = await self.get(key_id)
+        sent = body.model_fields_set
+        self._no_organizations(body.scoped_organizations)
+        scopes = list(body.scopes) if "scopes" in sent and body.scopes is not None else list(key.scopes or [])
+        teams = body.scoped_teams if "scoped_teams" in sent else key.scoped_teams
+        key.scoped_teams = await self._checked_rights(scopes, teams)
+        key.scopes = scopes
+        if body.label is not None:
+            key.label = body.label
+        await self.session.flush()
+        return PersonalAPIKeyOut.of(key)
 
     async def roll(self, key_id: str) -> PersonalAPIKeyOut:
         """A new secret for the key; the old one stops working when this commits."""

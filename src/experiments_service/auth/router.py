@@ -6,7 +6,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from experiments_service.auth.dependencies import ProjectContext, authenticate_key, require_scope
 from experiments_service.auth.management import KeyManagement
-from experiments_service.auth.schemas import PersonalAPIKeyCreate, PersonalAPIKeyOut, ProjectOut, UserMe
+from experiments_service.auth.schemas import (
+    PersonalAPIKeyCreate,
+    PersonalAPIKeyOut,
+    PersonalAPIKeyUpdate,
+    ProjectOut,
+    UserMe,
+)
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.pagination import Page, PageDep
 
@@ -55,6 +61,12 @@ async def create_personal_api_key(body: PersonalAPIKeyCreate, keys: KeysWrite) -
 async def retrieve_personal_api_key(key_id: str, keys: AnyKey) -> PersonalAPIKeyOut:
     """One key (masked); `@current` or its own id needs no scope, any other key `personal_api_key:read`."""
     return PersonalAPIKeyOut.of(await keys.retrieve(key_id))
+
+
+@router.patch(KEY, response_model=PersonalAPIKeyOut, responses=_KEY_ERRORS)
+async def update_personal_api_key(key_id: str, body: PersonalAPIKeyUpdate, keys: KeysWrite) -> PersonalAPIKeyOut:
+    """Change a key's `label`, `scopes` or `scoped_teams` (within the presenting key's own)."""
+    return await keys.update(key_id, body)
 
 
 @router.post(KEY + "roll/", response_model=PersonalAPIKeyOut, responses=_KEY_ERRORS)

@@ -68,23 +68,30 @@ class PersonalAPIKeyOut(BaseModel):
         )
 
 
-class PersonalAPIKeyCreate(BaseModel):
-    """A new key; `scoped_teams` omitted means the creating key's own projects."""
+class PersonalAPIKeyUpdate(BaseModel):
+    """A change to a key; `scoped_teams` `[]` or null widens it to all of its user's projects."""
 
     model_config = ConfigDict(extra="ignore")
 
-    label: str = Field(min_length=1, max_length=40)
-    scopes: list[str]
+    label: str | None = Field(default=None, min_length=1, max_length=40)
+    scopes: list[str] | None = None
     scoped_teams: list[int] | None = None
     scoped_organizations: list[str] | None = None
 
     @field_validator("label")
     @classmethod
-    def _no_nul(cls, label: str) -> str:
+    def _no_nul(cls, label: str | None) -> str | None:
         # PostgreSQL cannot store NUL; refuse it on SQLite too, so both behave alike.
-        if "\x00" in label:
+        if label is not None and "\x00" in label:
             raise ValueError("Null characters are not allowed.")
         return label
+
+
+class PersonalAPIKeyCreate(PersonalAPIKeyUpdate):
+    """A new key; `scoped_teams` omitted means the creating key's own projects."""
+
+    label: str = Field(min_length=1, max_length=40)
+    scopes: list[str]
 
 
 class ProjectOut(BaseModel):
