@@ -17,6 +17,7 @@ from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
+from experiments_service.wiring import connect_flag_hooks
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    connect_flag_hooks()
     app = FastAPI(
         title="Experiments service",
         version="0.1.0",

@@ -25,6 +25,7 @@ from experiments_service.approvals.repository import ApprovalRepository
 from experiments_service.approvals.schemas import ChangeRequestOut
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.errors import APIError, NotFound, PermissionDenied, ValidationError
+from experiments_service.flags.service import FlagService
 from experiments_service.models import Approval, ApprovalPolicy, ChangeRequest, User, utcnow
 
 CHANGE_REQUEST_SCOPE = "ChangeRequest"
@@ -295,13 +296,10 @@ class ChangeRequestService(_ProjectService):
 
     async def _apply(self, request: ChangeRequest) -> dict[str, Any] | None:
         """Write the approved intent to the flag in this transaction, unless the flag moved."""
-        # Imported here: the flag service imports the gate, which imports this module.
-        from experiments_service.flags.repository import FlagRepository
-        from experiments_service.flags.service import FlagService
-
         intent = request.intent or {}
         requester = await AuthRepository(self.session).user(request.created_by_id) if request.created_by_id else None
-        flag = await FlagRepository(self.session, self.project_id).get(int(intent["flag_id"]), for_update=True)
+        flags = FlagService(self.session, self.project_id, requester)
+        flag = await flags.get_for_write(int(intent["flag_id"]))
         expected = (intent.get("preconditions") or {}).get("version")
         error = None
         if flag is None or flag.deleted:
@@ -314,9 +312,9 @@ class ChangeRequestService(_ProjectService):
         else:
             try:
                 async with self.session.begin_nested():
-                    await FlagService(self.session, self.project_id, requester).apply_flag_change(
-                        flag, intent.get("full_request_data") or {}
-                    )
+                    # The one flag write path, past its gates: listeners (experiments following
+                    # the flag's `active`, activity log, version stamp) run as for any change.
+                    await flags.update_flag(flag, intent.get("full_request_data") or {}, approved=True)
             except SQLAlchemyError:
                 error = "Apply failed: the change conflicts with the project's current flags (e.g. a key now taken)."
             except (APIError, ValueError) as failure:

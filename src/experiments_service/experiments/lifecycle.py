@@ -16,6 +16,7 @@ from experiments_service.activity import record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.experiments.validation import flag_variant_problem, variant_keys
+from experiments_service.flags.changes import FlagChange
 from experiments_service.flags.validation import variants_of
 from experiments_service.models import Experiment, FeatureFlag, User
 
@@ -106,6 +107,16 @@ def _refusal(trigger: str, model: ExperimentStatus) -> ValidationError:
     return ValidationError(f"Experiment cannot {trigger.replace('_', ' ')} while {model.status}.")
 
 
+def may(trigger: str, experiment: Experiment, flag: FeatureFlag) -> bool:
+    """Whether the machine would take `trigger` from the experiment's status (guards included)."""
+    model = ExperimentStatus(experiment, flag)
+    MACHINE.add_model(model, initial=experiment.status)
+    try:
+        return getattr(model, f"may_{trigger}")()
+    finally:
+        MACHINE.remove_model(model)
+
+
 async def fire(
     trigger: str,
     experiment: Experiment,
@@ -172,19 +183,21 @@ def snapshot(experiment: Experiment, fields: list[str]) -> dict[str, Any]:
     return {name: getattr(experiment, name) for name in fields}
 
 
-async def sync_experiments_with_flag(session: AsyncSession, flag: FeatureFlag, actor: User | None) -> None:
-    """After a direct change of `flag.active`: pause running experiments on it, or resume paused ones.
+async def follow_flag_switch(change: FlagChange) -> None:
+    """A flag listener: when a flag's `active` changes, its running experiments pause, paused ones resume.
 
-    The flag itself is not written again; callers have already written it.
+    In PostHog a paused experiment is one whose flag is off, so this holds for every path that
+    switches a flag (the flags API, an approved change request, another experiment's action).
+    The experiment whose own action caused the switch (`change.cause`) moves by that action.
     """
-    repo = ExperimentRepository(session, flag.project_id)
+    if change.created or "active" not in change.changes:
+        return
+    flag = change.flag
+    trigger, activity = ("resume", "resumed") if flag.active else ("pause", "paused")
+    repo = ExperimentRepository(change.session, flag.project_id)
     for experiment in await repo.using_flag(flag.id, for_update=True):
-        if flag.active and experiment.status == "paused":
-            trigger, activity = "resume", "resumed"
-        elif not flag.active and experiment.status == "running":
-            trigger, activity = "pause", "paused"
-        else:
+        if experiment is change.cause or not may(trigger, experiment, flag):
             continue
         before = snapshot(experiment, ["status"])
         await fire(trigger, experiment, flag)
-        record_change(session, experiment, actor, activity, before)
+        record_change(change.session, experiment, change.actor, activity, before)

@@ -166,7 +166,7 @@ class ExperimentService:
             if problem:
                 raise ValidationError(problem)
             # The flag now backs an experiment (`has_experiment` in /flags): refresh the caches.
-            self.flags.repo.bump_definitions_version()
+            self.flags.mark_definitions_changed()
         else:
             flag = await self._create_flag(data, parameters or {}, holdout)
         flag_variants = variants_of(flag.filters or {})
@@ -266,7 +266,7 @@ class ExperimentService:
             )
         self._check_dates(data, sent)
         if "deleted" in sent and bool(data.deleted) != experiment.deleted:
-            self.flags.repo.bump_definitions_version()  # `has_experiment` of its flag may change
+            self.flags.mark_definitions_changed()  # `has_experiment` of its flag may change
 
         stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
         baseline = baseline_key(stats_config)
@@ -357,7 +357,7 @@ class ExperimentService:
         if "start_date" in sent:
             before = snapshot(experiment, ["status", "start_date"])
             if experiment.status == "draft" and data.start_date is not None:
-                await fire("launch", experiment, flag, effects=lambda: self._activate(flag, True))
+                await fire("launch", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
                 record_change(self.session, experiment, self.actor, "launched", before)
             elif experiment.status != "draft" and data.start_date is None:
                 await fire("reset", experiment, flag)
@@ -402,19 +402,19 @@ class ExperimentService:
 
     async def launch(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status", "start_date"])
-        await fire("launch", experiment, flag, effects=lambda: self._activate(flag, True))
+        await fire("launch", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
         experiment.start_date = utcnow()
         self._refresh_fingerprints(experiment)
         return await self._logged(experiment, "launched", before)
 
     async def pause(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status"])
-        await fire("pause", experiment, flag, effects=lambda: self._activate(flag, False))
+        await fire("pause", experiment, flag, effects=lambda: self._activate(experiment, flag, False))
         return await self._logged(experiment, "paused", before)
 
     async def resume(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status"])
-        await fire("resume", experiment, flag, effects=lambda: self._activate(flag, True))
+        await fire("resume", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
         return await self._logged(experiment, "resumed", before)
 
     async def end(self, experiment: Experiment, flag: FeatureFlag, body: EndRequest) -> Experiment:
@@ -438,6 +438,7 @@ class ExperimentService:
                 {"filters": filters},
                 request_data={"filters": filters, "variant_key": body.variant_key,
                               "release_to_everyone": body.release_to_everyone},
+                cause=experiment,
             )
 
         await fire("ship_variant", experiment, flag, variant_key=body.variant_key, effects=rewrite_flag)
@@ -486,9 +487,9 @@ class ExperimentService:
         record_change(self.session, experiment, self.actor, activity, before, extra=extra)
         return experiment
 
-    async def _activate(self, flag: FeatureFlag, active: bool) -> None:
+    async def _activate(self, experiment: Experiment, flag: FeatureFlag, active: bool) -> None:
         """Turn the flag on or off through the flag service (so the approval gate sees it)."""
-        await self.flags.update_flag(flag, {"active": active})
+        await self.flags.update_flag(flag, {"active": active}, cause=experiment)
 
     # --- shared checks -------------------------------------------------------------------------
 

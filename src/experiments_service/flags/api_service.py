@@ -77,10 +77,6 @@ class FlagsAPI:
         if changes.get("deleted") is True and not flag.deleted:
             await self._check_deletable(flag)
         flag = await self.service.update_flag(flag, changes, request_data=sent)
-        # Also when `active` is sent unchanged: retrying a switch an approved change request
-        # already applied brings the flag's experiments in step.
-        if "active" in changes:
-            await self._sync_experiments(flag)
         return await self.render_one(flag)
 
     async def _check_deletable(self, flag: FeatureFlag) -> None:
@@ -100,9 +96,3 @@ class FlagsAPI:
                 f"Cannot delete this feature flag because other flags depend on it: {', '.join(names)}. "
                 "Please update or delete the dependent flags first."
             )
-
-    async def _sync_experiments(self, flag: FeatureFlag) -> None:
-        """A running experiment pauses when its flag is switched off and resumes when it is on again."""
-        from experiments_service.experiments.lifecycle import sync_experiments_with_flag
-
-        await sync_experiments_with_flag(self.session, flag, self.actor)
