@@ -13,12 +13,13 @@ from experiments_service.models import (
     Experiment,
     ExperimentHoldout,
     ExperimentSavedMetric,
+    ExperimentStatus,
     ExperimentToSavedMetric,
     FeatureFlag,
     User,
 )
 
-STATUS_RANK = {"draft": 0, "running": 1, "paused": 1, "stopped": 2}
+STATUS_RANK = {ExperimentStatus.DRAFT: 0, ExperimentStatus.RUNNING: 1, ExperimentStatus.PAUSED: 1, ExperimentStatus.STOPPED: 2}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments import metrics as metric_rules
 from experiments_service.experiments.holdouts import holdout_flag_filter
-from experiments_service.experiments.lifecycle import fire, record_change, snapshot
+from experiments_service.experiments.lifecycle import fire, leaves_from, record_change, snapshot
 from experiments_service.experiments.repository import ExperimentListQuery, ExperimentRepository
 from experiments_service.experiments.schemas import (
     EndRequest,
@@ -42,6 +42,7 @@ from experiments_service.models import (
     Experiment,
     ExperimentHoldout,
     ExperimentSavedMetric,
+    ExperimentStatus,
     FeatureFlag,
     User,
     utcnow,
@@ -71,8 +72,7 @@ LOGGED_FIELDS = [
     "secondary_metrics_ordered_uuids", "only_count_matured_users", "status",
 ]
 LIST_ORDER_FIELDS = ("created_at", "created_by", "updated_at", "name", "start_date", "end_date", "duration", "status")
-STATUS_FILTERS = {"draft": "draft", "running": "running", "paused": "paused", "stopped": "stopped",
-                  "complete": "stopped"}
+STATUS_FILTERS = {**{status.value: status for status in ExperimentStatus}, "complete": ExperimentStatus.STOPPED}
 
 
 def saved_metric_type(metadata: dict[str, Any] | None) -> str:
@@ -294,7 +294,7 @@ class ExperimentService:
         holdout_changed = "holdout_id" in sent and data.holdout_id != experiment.holdout_id
         holdout = await self._load_holdout(data.holdout_id) if holdout_changed else None
 
-        is_draft = experiment.status == "draft"
+        is_draft = experiment.status == ExperimentStatus.DRAFT
         flag_variants = variants_of(flag.filters or {})
         if not is_draft and parameters and "feature_flag_variants" in parameters:
             self._check_same_variant_keys(parameters["feature_flag_variants"] or [], flag_variants)
@@ -353,20 +353,22 @@ class ExperimentService:
     async def _move_by_dates(
         self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate, sent: set[str]
     ) -> None:
-        """A PATCHed `start_date` launches a draft; a PATCHed `end_date` ends a running experiment."""
+        """A PATCHed `start_date` launches a draft (or, null, resets); a PATCHed `end_date` ends it.
+
+        The machine's sources decide which trigger applies; a draft keeps an `end_date` unmoved.
+        """
         if "start_date" in sent:
-            before = snapshot(experiment, ["status", "start_date"])
-            if experiment.status == "draft" and data.start_date is not None:
-                await fire("launch", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
-                record_change(self.session, experiment, self.actor, "launched", before)
-            elif experiment.status != "draft" and data.start_date is None:
-                await fire("reset", experiment, flag)
-                record_change(self.session, experiment, self.actor, "reset", before)
+            trigger, activity = ("launch", "launched") if data.start_date is not None else ("reset", "reset")
+            if leaves_from(trigger, experiment.status):
+                before = snapshot(experiment, ["status", "start_date"])
+                effects = (lambda: self._activate(experiment, flag, True)) if trigger == "launch" else None
+                await fire(trigger, experiment, flag, effects=effects)
+                record_change(self.session, experiment, self.actor, activity, before)
             experiment.start_date = data.start_date
         if "end_date" in sent:
             before = snapshot(experiment, ["status", "end_date"])
             experiment.end_date = data.end_date
-            if data.end_date is not None and experiment.status in ("running", "paused"):
+            if data.end_date is not None and leaves_from("end", experiment.status):
                 await fire("end", experiment, flag)
                 record_change(self.session, experiment, self.actor, "ended", before)
 
@@ -429,7 +431,7 @@ class ExperimentService:
     async def ship_variant(self, experiment: Experiment, flag: FeatureFlag, body: ShipVariantRequest) -> Experiment:
         """Serve one variant to the experiment's users (or everyone), ending it if still running."""
         before = snapshot(experiment, ["status", "end_date", "conclusion", "conclusion_comment"])
-        was_stopped = experiment.status == "stopped"
+        was_stopped = experiment.status == ExperimentStatus.STOPPED
 
         async def rewrite_flag() -> None:
             filters = ship_variant_filters(flag.filters or {}, body.variant_key, body.release_to_everyone)
@@ -465,18 +467,14 @@ class ExperimentService:
 
     async def archive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         """Hide an ended experiment; the flag is left as it is."""
-        if experiment.archived:
-            raise ValidationError("Experiment is already archived.")
-        if experiment.status != "stopped":
-            raise ValidationError("Experiment must be ended before it can be archived.")
         before = snapshot(experiment, ["archived"])
+        await fire("archive", experiment, flag)
         experiment.archived = True
         return await self._logged(experiment, "archived", before)
 
     async def unarchive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
-        if not experiment.archived:
-            raise ValidationError("Experiment is not archived.")
         before = snapshot(experiment, ["archived"])
+        await fire("unarchive", experiment, flag)
         experiment.archived = False
         return await self._logged(experiment, "unarchived", before)
 
