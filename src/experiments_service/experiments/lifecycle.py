@@ -15,9 +15,8 @@ from transitions import Machine, MachineError, Transition
 from experiments_service.activity import record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
-from experiments_service.experiments.validation import flag_variant_problem, variant_keys
 from experiments_service.flags.changes import FlagChange
-from experiments_service.flags.validation import variants_of
+from experiments_service.flags.validation import flag_variant_problem, variant_keys, variants_of
 from experiments_service.models import Experiment, ExperimentStatus, FeatureFlag, User
 
 # The machine keeps plain strings (an enum member's `.name` would become the state's name).

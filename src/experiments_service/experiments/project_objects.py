@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.activity import record_activity
@@ -34,9 +33,6 @@ class ProjectObjectService(Generic[Row, Out]):
         self.actor = actor
         self.repo = ExperimentRepository(session, project_id)
 
-    def _scoped(self):
-        return select(self.model).where(self.model.project_id == self.project_id)
-
     async def render(self, rows: list[Row]) -> list[Out]:
         users = await self.repo.users(row.created_by_id for row in rows)
         return [self.rendering.of(row, users.get(row.created_by_id)) for row in rows]
@@ -45,11 +41,10 @@ class ProjectObjectService(Generic[Row, Out]):
         return (await self.render([row]))[0]
 
     async def list_page(self, page: PageRequest) -> tuple[list[Row], int]:
-        query = self._scoped().order_by(self.model.created_at.desc(), self.model.id.desc())
-        return await fetch_page(self.session, query, page)
+        return await fetch_page(self.session, self.repo.newest_first(self.model), page)
 
     async def get(self, object_id: int) -> Row:
-        row = (await self.session.execute(self._scoped().where(self.model.id == object_id))).scalar_one_or_none()
+        row = await self.repo.project_object(self.model, object_id)
         if row is None:
             raise NotFound()
         return row

@@ -130,7 +130,7 @@ class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetric
             metadata_=data.metadata,
             created_by_id=self.actor.id,
         )
-        self.session.add(metric)
+        self.repo.add(metric)
         await self.session.flush()
         self.record(metric, "created", after=_snapshot(metric))
         return metric
@@ -151,5 +151,5 @@ class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetric
     async def delete(self, metric: ExperimentSavedMetric) -> None:
         """Delete the metric; experiment links go with it (FK cascade)."""
         self.record(metric, "deleted", before=_snapshot(metric))
-        await self.session.delete(metric)
+        await self.repo.delete(metric)
         await self.session.flush()

@@ -4,7 +4,6 @@ Nothing here commits: the request's route commits once the handler returns, so a
 its flag change are one transaction, and a late failure leaves neither flag nor experiment.
 """
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments import metrics as metric_rules
-from experiments_service.experiments.holdouts import holdout_flag_filter
 from experiments_service.experiments.lifecycle import fire, leaves_from, record_change, snapshot
 from experiments_service.experiments.repository import ExperimentListQuery, ExperimentRepository
 from experiments_service.experiments.schemas import (
@@ -25,19 +23,21 @@ from experiments_service.experiments.schemas import (
     ShipVariantRequest,
 )
 from experiments_service.experiments.validation import (
-    DEFAULT_VARIANTS,
     baseline_key,
-    flag_variant_problem,
     validate_baseline,
     validate_exposure_criteria,
     validate_parameters,
     validate_saved_metrics_payload,
     validate_stats_config,
-    variant_keys,
 )
-from experiments_service.flags.rewrite import ship_variant_filters
+from experiments_service.flags.rewrite import (
+    experiment_flag_filters,
+    holdout_flag_filter,
+    new_experiment_flag_filters,
+    with_holdout,
+)
 from experiments_service.flags.service import FlagService
-from experiments_service.flags.validation import variants_of
+from experiments_service.flags.validation import flag_variant_problem, variant_keys, variants_of
 from experiments_service.models import (
     Experiment,
     ExperimentHoldout,
@@ -101,7 +101,7 @@ class ExperimentService:
         Flag before experiment: the same order as a direct flag change that then moves its
         experiments, so the two never deadlock.
         """
-        flag = await self.repo.flag_of_experiment(experiment_id, include_deleted=include_deleted, for_update=True)
+        flag = await self.flags.of_experiment_for_write(experiment_id, include_deleted=include_deleted)
         experiment = (
             await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True) if flag else None
         )
@@ -118,7 +118,7 @@ class ExperimentService:
 
     async def render_many(self, experiments: Sequence[Experiment]) -> list[ExperimentOut]:
         """Render rows with their flags, holdouts, creators and saved metrics (a few batched queries)."""
-        flags = await self.repo.flags(e.feature_flag_id for e in experiments)
+        flags = await self.flags.by_ids(e.feature_flag_id for e in experiments)
         holdouts = await self.repo.holdouts(e.holdout_id for e in experiments)
         links = await self.repo.saved_metric_links(e.id for e in experiments)
         users = await self.repo.users(
@@ -160,7 +160,7 @@ class ExperimentService:
         await self._check_metric_references(primary + secondary, allow_unknown_events=data.allow_unknown_events)
         holdout = await self._load_holdout(data.holdout_id)
 
-        flag = await self.flags.repo.get_live_by_key(data.feature_flag_key)
+        flag = await self.flags.live_by_key(data.feature_flag_key)
         if flag is not None:
             problem = flag_variant_problem(variants_of(flag.filters or {}))
             if problem:
@@ -224,16 +224,10 @@ class ExperimentService:
     async def _create_flag(
         self, data: ExperimentCreate, parameters: dict[str, Any], holdout: ExperimentHoldout | None
     ) -> FeatureFlag:
-        new_flag_filters = {
-            "groups": [{"properties": [], "rollout_percentage": 100}],
-            "multivariate": {"variants": DEFAULT_VARIANTS},
-            "aggregation_group_type_index": None,
-            "holdout": None,
-        }
         return await self.flags.create_flag(
             key=data.feature_flag_key,
             name=f"Feature Flag for Experiment {data.name}",
-            filters=self._synced_flag_filters(new_flag_filters, parameters, holdout),
+            filters=new_experiment_flag_filters(parameters, holdout),
             active=data.start_date is not None,
             ensure_experience_continuity=bool(parameters.get("ensure_experience_continuity", False)),
             creation_context="experiments",
@@ -304,9 +298,9 @@ class ExperimentService:
         new_filters = None
         if parameters and (is_draft or data.update_feature_flag_params):
             current_holdout = holdout if holdout_changed else await self._load_holdout(experiment.holdout_id)
-            new_filters = self._synced_flag_filters(flag.filters or {}, parameters, current_holdout)
+            new_filters = experiment_flag_filters(flag.filters or {}, parameters, current_holdout)
         elif holdout_changed:
-            new_filters = {**copy.deepcopy(flag.filters or {}), "holdout": holdout_flag_filter(holdout)}
+            new_filters = with_holdout(flag.filters or {}, holdout_flag_filter(holdout))
         resulting_variants = variants_of(new_filters) if new_filters is not None else flag_variants
         if "stats_config" in sent or new_filters is not None:
             validate_baseline(stats_config, variant_keys(resulting_variants))
@@ -373,26 +367,6 @@ class ExperimentService:
                 record_change(self.session, experiment, self.actor, "ended", before)
 
     @staticmethod
-    def _synced_flag_filters(
-        flag_filters: dict[str, Any], parameters: dict[str, Any], holdout: ExperimentHoldout | None
-    ) -> dict[str, Any]:
-        """A copy of flag filters with the experiment's variants, aggregation, rollout, payloads and holdout applied."""
-        filters = copy.deepcopy(flag_filters)
-        multivariate = filters.get("multivariate") if isinstance(filters.get("multivariate"), dict) else {}
-        if "feature_flag_variants" in parameters:
-            variants = parameters["feature_flag_variants"] or copy.deepcopy(DEFAULT_VARIANTS)
-            filters["multivariate"] = {**multivariate, "variants": variants}
-        filters["aggregation_group_type_index"] = parameters.get("aggregation_group_type_index")
-        if parameters.get("rollout_percentage") is not None:
-            groups = filters.get("groups") or [{"properties": []}]
-            groups[0] = {**groups[0], "rollout_percentage": parameters["rollout_percentage"]}
-            filters["groups"] = groups
-        if parameters.get("feature_flag_payloads") is not None:
-            filters["payloads"] = parameters["feature_flag_payloads"]
-        filters["holdout"] = holdout_flag_filter(holdout)
-        return filters
-
-    @staticmethod
     def _check_same_variant_keys(requested: list[dict[str, Any]], flag_variants: list[dict[str, Any]]) -> None:
         """After launch, variant percentages may change but the set of keys may not."""
         current = variant_keys(flag_variants)
@@ -434,14 +408,7 @@ class ExperimentService:
         was_stopped = experiment.status == ExperimentStatus.STOPPED
 
         async def rewrite_flag() -> None:
-            filters = ship_variant_filters(flag.filters or {}, body.variant_key, body.release_to_everyone)
-            await self.flags.update_flag(
-                flag,
-                {"filters": filters},
-                request_data={"filters": filters, "variant_key": body.variant_key,
-                              "release_to_everyone": body.release_to_everyone},
-                cause=experiment,
-            )
+            await self.flags.ship_variant(flag, body.variant_key, body.release_to_everyone, cause=experiment)
 
         await fire("ship_variant", experiment, flag, variant_key=body.variant_key, effects=rewrite_flag)
         if not was_stopped:

@@ -7,6 +7,7 @@ apply the same way to each of them, once per change.
 """
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from experiments_service.activity import record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.flags.changes import HOOKS, FlagChange
 from experiments_service.flags.repository import FlagRepository
+from experiments_service.flags.rewrite import ship_variant_filters, with_holdout
 from experiments_service.flags.validation import validate_filters, validate_key
 from experiments_service.models import FeatureFlag, User
 
@@ -135,9 +137,36 @@ class FlagService:
         await HOOKS.notify(change)
         return flag
 
+    # --- reads for other domains (FeatureFlag SQL stays in flags/) ---------------------------
+
     async def get_for_write(self, flag_id: int) -> FeatureFlag | None:
         """The flag (deleted ones too), locked for this transaction."""
         return await self.repo.get(flag_id, for_update=True)
+
+    async def of_experiment_for_write(self, experiment_id: int, *, include_deleted: bool = False) -> FeatureFlag | None:
+        """The flag behind an experiment, locked (lock flags before experiments: no deadlocks)."""
+        return await self.repo.of_experiment(experiment_id, include_deleted=include_deleted, for_update=True)
+
+    async def by_ids(self, flag_ids: Iterable[int]) -> dict[int, FeatureFlag]:
+        return await self.repo.flags_by_ids(flag_ids)
+
+    async def live_by_key(self, key: str) -> FeatureFlag | None:
+        return await self.repo.get_live_by_key(key)
+
+    # --- rewrites other domains ask for ------------------------------------------------------
+
+    async def set_holdout(self, holdout_id: int, flag_holdout: dict[str, Any] | None) -> None:
+        """Stamp `filters.holdout` on the flag of every experiment using this holdout (null detaches)."""
+        for flag in await self.repo.using_holdout(holdout_id):
+            await self.update_flag(flag, {"filters": with_holdout(flag.filters or {}, flag_holdout)})
+
+    async def ship_variant(
+        self, flag: FeatureFlag, variant_key: str, release_to_everyone: bool, *, cause: object | None = None
+    ) -> FeatureFlag:
+        """Serve one variant (see `rewrite.ship_variant_filters`); the intent records the ask."""
+        filters = ship_variant_filters(flag.filters or {}, variant_key, release_to_everyone)
+        request_data = {"filters": filters, "variant_key": variant_key, "release_to_everyone": release_to_everyone}
+        return await self.update_flag(flag, {"filters": filters}, request_data=request_data, cause=cause)
 
     def mark_definitions_changed(self) -> None:
         """For changes outside the flag row that SDK definitions show (e.g. `has_experiment`)."""
