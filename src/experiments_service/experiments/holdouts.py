@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from experiments_service.errors import ValidationError
-from experiments_service.experiments.project_objects import ProjectObjectService
+from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.experiments.schemas import HoldoutOut
 from experiments_service.flags.rewrite import holdout_flag_filter
 from experiments_service.flags.service import FlagService
@@ -56,7 +56,7 @@ def _snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
     }
 
 
-class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
+class HoldoutService(LinkedObjectService[ExperimentHoldout, HoldoutOut]):
     model = ExperimentHoldout
     rendering = HoldoutOut
     activity_type = "holdout"

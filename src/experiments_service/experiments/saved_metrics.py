@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
-from experiments_service.experiments.project_objects import ProjectObjectService
+from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.models import ExperimentSavedMetric, User
 
 METRIC_TYPES = ("mean", "funnel", "ratio", "retention")
@@ -115,7 +115,7 @@ def _unique_tags(tags: list[str] | None) -> list[str]:
     return list(dict.fromkeys(tag.strip().lower() for tag in tags or [] if tag.strip()))
 
 
-class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetricOut]):
+class SavedMetricService(LinkedObjectService[ExperimentSavedMetric, SavedMetricOut]):
     model = ExperimentSavedMetric
     rendering = SavedMetricOut
     activity_type = "saved_metric"

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import CustomBodyError, ValidationError
-from experiments_service.flags.api_service import FlagsAPI
+from experiments_service.flags.management import FlagManagement
 from experiments_service.flags.repository import EligibleFlagsSpec, FlagRepository
 from experiments_service.flags.schemas import FeatureFlagOut
 
@@ -73,4 +73,4 @@ class EligibleFlagsQuery:
 async def eligible_flags(session: AsyncSession, project_id: int, params: EligibleFlagsQuery) -> EligibleFlagsPage:
     spec = params.spec()
     flags, count = await FlagRepository(session, project_id).eligible_for_experiments(spec)
-    return EligibleFlagsPage(results=await FlagsAPI(session, project_id, None).render(flags), count=count)
+    return EligibleFlagsPage(results=await FlagManagement(session, project_id, None).render(flags), count=count)

@@ -1,4 +1,4 @@
-"""HTTP routes for holdouts, saved metrics and the eligible-flags list.
+"""HTTP routes for what an experiment is set up with: holdouts, saved metrics, eligible flags.
 
 Included before the experiments router so `experiments/eligible_feature_flags/` is not read as
 an experiment id.

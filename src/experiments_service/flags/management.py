@@ -1,4 +1,7 @@
-"""Business steps of the flags API; every write goes through `FlagService`."""
+"""What the `feature_flags/` endpoints do: list, render, create, change (with the delete checks).
+
+`FlagService` (flags/service.py) is the write path these steps call, as every other domain does.
+"""
 
 from typing import Any
 
@@ -6,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.errors import NotFound, ValidationError
-from experiments_service.flags.api_schemas import FeatureFlagCreate, FeatureFlagPatch
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.flags.schemas import FeatureFlagOut
+from experiments_service.flags.schemas import FeatureFlagCreate, FeatureFlagOut, FeatureFlagPatch
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag, User
 from experiments_service.pagination import PageRequest, fetch_page
@@ -22,8 +24,8 @@ def _evaluation_tags(body: FeatureFlagCreate | FeatureFlagPatch) -> list[str] | 
     return body.evaluation_contexts if body.evaluation_contexts is not None else body.evaluation_tags
 
 
-class FlagsAPI:
-    def __init__(self, session: AsyncSession, project_id: int, actor: User):
+class FlagManagement:
+    def __init__(self, session: AsyncSession, project_id: int, actor: User | None):
         self.session = session
         self.project_id = project_id
         self.actor = actor

@@ -1,4 +1,4 @@
-"""What the holdout and saved-metric services share: project-scoped reads, rendering, activity.
+"""Holdouts and saved metrics, the objects experiments link to: their services' shared reads and log.
 
 Both are small project-owned objects listed newest first and logged under the `Experiment`
 activity scope (as PostHog does), so one base keeps their read and log paths identical.
@@ -20,7 +20,7 @@ Row = TypeVar("Row", ExperimentHoldout, ExperimentSavedMetric)
 Out = TypeVar("Out", bound=BaseModel)
 
 
-class ProjectObjectService(Generic[Row, Out]):
+class LinkedObjectService(Generic[Row, Out]):
     model: ClassVar[type]
     # The response schema; its `of(row, created_by)` renders one row.
     rendering: ClassVar[Any]
