@@ -5,6 +5,7 @@ its flag change are one transaction, and a late failure leaves neither flag nor 
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,6 +78,25 @@ STATUS_FILTERS = {**{status.value: status for status in ExperimentStatus}, "comp
 
 def saved_metric_type(metadata: dict[str, Any] | None) -> str:
     return (metadata or {}).get("type") or "primary"
+
+
+@dataclass
+class PatchPlan:
+    """What one PATCH changes, decided and validated before anything is written."""
+
+    sent: set[str]
+    data: ExperimentUpdate
+    deleted_toggled: bool
+    stats_config: dict[str, Any] | None
+    parameters: dict[str, Any] | None
+    exposure_criteria: dict[str, Any] | None
+    primary: list[dict[str, Any]] = field(default_factory=list)
+    secondary: list[dict[str, Any]] = field(default_factory=list)
+    saved: dict[int, ExperimentSavedMetric] = field(default_factory=dict)
+    saved_pairs: list[tuple[int, dict[str, Any] | None]] = field(default_factory=list)
+    # New flag filters (None: the flag is left alone) and the variants the flag will serve.
+    flag_filters: dict[str, Any] | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ExperimentService:
@@ -236,14 +256,53 @@ class ExperimentService:
     # --- update ----------------------------------------------------------------------------
 
     async def update(self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate) -> Experiment:
-        """PATCH: validate all of it first, then sync the flag, then write the row and move the status."""
+        """PATCH: plan (validate all of it, write nothing), then apply: flag, row, metrics, status."""
+        plan = await self.plan_update(experiment, flag, data)
+        before = snapshot(experiment, LOGGED_FIELDS)
+        if plan.deleted_toggled:
+            self.flags.mark_definitions_changed()  # `has_experiment` of its flag may change
+        if plan.flag_filters is not None:
+            await self.flags.update_flag(flag, {"filters": plan.flag_filters})
+        self._apply_fields(experiment, plan)
+        await self._apply_metrics(experiment, plan)
+        await self._move_by_dates(experiment, flag, data, plan.sent)
+        self._refresh_fingerprints(experiment)
+        await self.session.flush()
+        record_change(self.session, experiment, self.actor, "updated", before)
+        return experiment
+
+    async def plan_update(self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate) -> PatchPlan:
+        """Decide what a PATCH changes, raising the reference 400 for anything refused."""
         sent = set(data.model_fields_set)
+        links = (await self.repo.saved_metric_links([experiment.id]))[experiment.id]
+        self._check_patchable(experiment, flag, data, sent, links)
+        stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
+        plan = PatchPlan(
+            sent=sent,
+            data=data,
+            deleted_toggled="deleted" in sent and bool(data.deleted) != experiment.deleted,
+            stats_config=stats_config,
+            parameters=(
+                validate_parameters(data.parameters, baseline=baseline_key(stats_config)) if "parameters" in sent else None
+            ),
+            exposure_criteria=(
+                validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
+            ),
+        )
+        await self._plan_metrics(experiment, plan, links)
+        await self._plan_flag(experiment, flag, plan)
+        return plan
+
+    def _check_patchable(
+        self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate, sent: set[str],
+        links: list[tuple[Any, ExperimentSavedMetric]],
+    ) -> None:
+        """Refuse keys a PATCH may not send (in general, on legacy experiments, for a restore)."""
         refused = sorted(sent - UPDATABLE_FIELDS)
         if "feature_flag_key" in sent and data.feature_flag_key != flag.key:
             refused = sorted([*refused, "get_feature_flag_key"])
         if refused:
             raise ValidationError(f"Can't update keys: {', '.join(refused)} on Experiment")
-        links = (await self.repo.saved_metric_links([experiment.id]))[experiment.id]
         if self._is_legacy(experiment, links):
             blocked = sorted(sent - LEGACY_UPDATABLE_FIELDS - WRITE_ONLY_FIELDS)
             if blocked:
@@ -259,15 +318,12 @@ class ExperimentService:
                 "Restore the feature flag first, then restore the experiment."
             )
         self._check_dates(data, sent)
-        if "deleted" in sent and bool(data.deleted) != experiment.deleted:
-            self.flags.mark_definitions_changed()  # `has_experiment` of its flag may change
 
-        stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
-        baseline = baseline_key(stats_config)
-        parameters = validate_parameters(data.parameters, baseline=baseline) if "parameters" in sent else None
-        exposure_criteria = (
-            validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
-        )
+    async def _plan_metrics(
+        self, experiment: Experiment, plan: PatchPlan, links: list[tuple[Any, ExperimentSavedMetric]]
+    ) -> None:
+        """The metric lists and saved-metric links the experiment will have (uuids assigned, references checked)."""
+        sent, data = plan.sent, plan.data
         primary = (
             metric_rules.validate_metric_list(data.metrics, "metrics")
             if "metrics" in sent else list(experiment.metrics or [])
@@ -278,59 +334,64 @@ class ExperimentService:
         )
         saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) if "saved_metrics_ids" in sent else None
         if saved_pairs is not None:
-            saved = await self._load_saved_metrics(saved_pairs)
+            plan.saved = await self._load_saved_metrics(saved_pairs)
+            plan.saved_pairs = saved_pairs
         else:
-            saved = {metric.id: metric for _, metric in links}
-            saved_pairs = [(link.saved_metric_id, link.metadata_) for link, _ in links]
-        primary, secondary = metric_rules.assign_uuids(primary, secondary, self._saved_query_uuids(saved))
-        checked = (primary if "metrics" in sent else []) + (secondary if "metrics_secondary" in sent else [])
+            plan.saved = {metric.id: metric for _, metric in links}
+            plan.saved_pairs = [(link.saved_metric_id, link.metadata_) for link, _ in links]
+        plan.primary, plan.secondary = metric_rules.assign_uuids(
+            primary, secondary, self._saved_query_uuids(plan.saved)
+        )
+        checked = (plan.primary if "metrics" in sent else []) + (plan.secondary if "metrics_secondary" in sent else [])
         await self._check_metric_references(checked, allow_unknown_events=data.allow_unknown_events)
+
+    async def _plan_flag(self, experiment: Experiment, flag: FeatureFlag, plan: PatchPlan) -> None:
+        """The flag filters the PATCH implies (variants, rollout, payloads, holdout), or None to leave it."""
+        sent, data, parameters = plan.sent, plan.data, plan.parameters
         holdout_changed = "holdout_id" in sent and data.holdout_id != experiment.holdout_id
         holdout = await self._load_holdout(data.holdout_id) if holdout_changed else None
-
         is_draft = experiment.status == ExperimentStatus.DRAFT
         flag_variants = variants_of(flag.filters or {})
         if not is_draft and parameters and "feature_flag_variants" in parameters:
             self._check_same_variant_keys(parameters["feature_flag_variants"] or [], flag_variants)
         if not is_draft and holdout_changed:
             raise ValidationError("Can't update holdout on running Experiment")
-
-        new_filters = None
         if parameters and (is_draft or data.update_feature_flag_params):
             current_holdout = holdout if holdout_changed else await self._load_holdout(experiment.holdout_id)
-            new_filters = experiment_flag_filters(flag.filters or {}, parameters, current_holdout)
+            plan.flag_filters = experiment_flag_filters(flag.filters or {}, parameters, current_holdout)
         elif holdout_changed:
-            new_filters = with_holdout(flag.filters or {}, holdout_flag_filter(holdout))
-        resulting_variants = variants_of(new_filters) if new_filters is not None else flag_variants
-        if "stats_config" in sent or new_filters is not None:
-            validate_baseline(stats_config, variant_keys(resulting_variants))
+            plan.flag_filters = with_holdout(flag.filters or {}, holdout_flag_filter(holdout))
+        plan.variants = variants_of(plan.flag_filters) if plan.flag_filters is not None else flag_variants
+        if "stats_config" in sent or plan.flag_filters is not None:
+            validate_baseline(plan.stats_config, variant_keys(plan.variants))
 
-        before = snapshot(experiment, LOGGED_FIELDS)
-        if new_filters is not None:
-            await self.flags.update_flag(flag, {"filters": new_filters})
-
-        for field in PLAIN_FIELDS:
-            if field in sent:
-                setattr(experiment, field, getattr(data, field))
+    def _apply_fields(self, experiment: Experiment, plan: PatchPlan) -> None:
+        sent, data = plan.sent, plan.data
+        for name in PLAIN_FIELDS:
+            if name in sent:
+                setattr(experiment, name, getattr(data, name))
         experiment.filters = experiment.filters or {}
         experiment.only_count_matured_users = bool(experiment.only_count_matured_users)
         if "parameters" in sent:
-            experiment.parameters = parameters
+            experiment.parameters = plan.parameters
         if "stats_config" in sent:
-            experiment.stats_config = stats_config
+            experiment.stats_config = plan.stats_config
         if "exposure_criteria" in sent:
-            experiment.exposure_criteria = exposure_criteria
+            experiment.exposure_criteria = plan.exposure_criteria
         if "holdout_id" in sent:
             experiment.holdout_id = data.holdout_id
-        if experiment.type == "web" and new_filters is not None:
-            experiment.variants = self._web_variants("web", resulting_variants)
-        experiment.metrics, experiment.metrics_secondary = primary, secondary
+        if experiment.type == "web" and plan.flag_filters is not None:
+            experiment.variants = self._web_variants("web", plan.variants)
+
+    async def _apply_metrics(self, experiment: Experiment, plan: PatchPlan) -> None:
+        sent, data = plan.sent, plan.data
+        experiment.metrics, experiment.metrics_secondary = plan.primary, plan.secondary
         if "saved_metrics_ids" in sent:
-            await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
+            await self.repo.replace_saved_metric_links(experiment.id, plan.saved_pairs)
         self._sync_ordering(
             experiment,
-            saved,
-            saved_pairs,
+            plan.saved,
+            plan.saved_pairs,
             requested_primary=(data.primary_metrics_ordered_uuids if "primary_metrics_ordered_uuids" in sent
                                else experiment.primary_metrics_ordered_uuids),
             requested_secondary=(data.secondary_metrics_ordered_uuids if "secondary_metrics_ordered_uuids" in sent
@@ -338,11 +399,6 @@ class ExperimentService:
             primary_sent="metrics" in sent or "primary_metrics_ordered_uuids" in sent,
             secondary_sent="metrics_secondary" in sent or "secondary_metrics_ordered_uuids" in sent,
         )
-        await self._move_by_dates(experiment, flag, data, sent)
-        self._refresh_fingerprints(experiment)
-        await self.session.flush()
-        record_change(self.session, experiment, self.actor, "updated", before)
-        return experiment
 
     async def _move_by_dates(
         self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate, sent: set[str]
