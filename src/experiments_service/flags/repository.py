@@ -219,7 +219,7 @@ class FlagRepository(ProjectRepository):
         query = select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key).where(
             HashKeyOverride.project_id == self.project_id, HashKeyOverride.distinct_id == distinct_id
         )
-        return dict((await self.session.execute(query)).tuples().all())
+        return {key: hash_key for key, hash_key in (await self.session.execute(query)).all()}
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
         """Store `hash_key` for these flags unless an override exists already (first one wins).
