@@ -16,8 +16,9 @@ from experiments_service.models import ExperimentStatus
 
 SOURCE = Path(experiments_service.__file__).parent
 ACTION_PATH = re.compile(r"^/api/projects/\{project_id\}/experiments/\{experiment_id:int\}/(\w+)/$")
-# Modules allowed to assign a `.status`: the machine's model, and the results job queue (job rows).
-STATUS_WRITERS = {"experiments/lifecycle.py", "results/repository.py"}
+# Modules allowed to assign a `.status`: the machine's model, and the results repository (the
+# statuses of recalculation jobs and of their rows, never of an experiment).
+STATUS_WRITERS = ("experiments/lifecycle.py", "results/repository/")
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_nothing_but_the_machine_assigns_a_status():
     offenders = {
         str(path.relative_to(SOURCE)): lines
         for path in sorted(SOURCE.rglob("*.py"))
-        if str(path.relative_to(SOURCE)) not in STATUS_WRITERS
+        if not str(path.relative_to(SOURCE)).startswith(STATUS_WRITERS)
         and (lines := _status_assignments(ast.parse(path.read_text())))
     }
     assert offenders == {}
