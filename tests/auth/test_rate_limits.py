@@ -17,7 +17,7 @@ from experiments_service.ratelimit import RateLimits
 from experiments_service.ratelimit.repository import DatabaseCounters
 from experiments_service.models import Event, Experiment, PersonalAPIKey, RateLimitCounter
 from experiments_service.settings import Settings
-from tests.conftest import make_kit
+from tests.factories import make_kit
 
 
 def limited_app(url: str, api: str = "3/minute", sdk: str = "3/minute", sync: float = 0.1):

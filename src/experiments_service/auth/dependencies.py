@@ -1,10 +1,12 @@
 """Request authentication and per-route scope checks, as FastAPI dependencies."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
@@ -12,6 +14,7 @@ from experiments_service.ratelimit import rate_limit_key
 from experiments_service.deps import SessionDep
 from experiments_service.errors import (
     MAX_STORED_INT,
+    APIError,
     AuthenticationFailed,
     NotAuthenticated,
     NotFound,
@@ -49,7 +52,7 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def _presented_key_hash(request: Request) -> str:
+def presented_key_hash(request: Request) -> str:
     """The stored form of the request's bearer key (401 when none is presented)."""
     token = bearer_token(request)
     if token is None:
@@ -105,7 +108,7 @@ async def note_key_used(request: Request, session, key: PersonalAPIKey) -> None:
 
 async def authenticate_key(request: Request, session, scope: str | None) -> tuple[PersonalAPIKey, User]:
     """The presented key and its user, for routes outside a project (`scope` None: any key)."""
-    found = await AuthRepository(session).key_with_user(_presented_key_hash(request))
+    found = await AuthRepository(session).key_with_user(presented_key_hash(request))
     if found is None:
         raise AuthenticationFailed(INVALID_PERSONAL_KEY)
     key, user = found
@@ -115,24 +118,38 @@ async def authenticate_key(request: Request, session, scope: str | None) -> tupl
     return key, user
 
 
+async def authorize(
+    request: Request,
+    session: AsyncSession,
+    key_hash: str,
+    project_id: int,
+    scope: str,
+    unknown_project: Callable[[], APIError] = NotFound,
+) -> ProjectContext:
+    """The key's access to the project, in one round trip; the one place the checks and messages live.
+
+    `unknown_project` is what a project that does not exist answers (a 404 on the scoped API).
+    """
+    found = await AuthRepository(session).resolve_access(key_hash, project_id)
+    if found is None:
+        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
+    key, user, project, is_member = found
+    if not scope_allows(list(key.scopes or []), scope):
+        raise PermissionDenied(f"API key missing required scope '{scope}'")
+    if project is None:
+        raise unknown_project()
+    check_project_access(key, project.id, is_member)
+    await note_key_used(request, session, key)
+    return ProjectContext(project=project, user=user, key=key)
+
+
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
     async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        repo = AuthRepository(session)
-        key_hash = _presented_key_hash(request)
-        await _resolve_current_project(request, repo, key_hash)
-        found = await repo.resolve_access(key_hash, _path_project_id(request))
-        if found is None:
-            raise AuthenticationFailed(INVALID_PERSONAL_KEY)
-        key, user, project, is_member = found
-        if not scope_allows(list(key.scopes or []), scope):
-            raise PermissionDenied(f"API key missing required scope '{scope}'")
-        if project is None:
-            raise NotFound()
-        check_project_access(key, project.id, is_member)
-        await note_key_used(request, session, key)
-        return ProjectContext(project=project, user=user, key=key)
+        key_hash = presented_key_hash(request)
+        await _resolve_current_project(request, AuthRepository(session), key_hash)
+        return await authorize(request, session, key_hash, _path_project_id(request), scope)
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency
