@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     database_url: str = _default_database_url()
     # Largest request body accepted by capture and flag evaluation, in bytes (413 beyond).
     max_body_bytes: int = 20 * 1024 * 1024
+    # Deepest nesting and longest string accepted in a JSON body or JSON query parameter (400 beyond).
+    max_json_depth: int = 64
+    max_string_length: int = 100_000
     # How long an in-memory copy of a project's flag definitions may be trusted before
     # re-checking the database version stamp (keeps several processes coherent).
     flag_cache_ttl_seconds: float = 0.5

@@ -32,10 +32,12 @@ from experiments_service.errors import (
     PermissionDenied,
     ValidationError,
 )
+from experiments_service.edge import problem_error
 from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
+from experiments_service.json_limits import JsonLimits
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 log = logging.getLogger(__name__)
@@ -149,18 +151,21 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
     missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
     if missing_properties or continuity:
+        # Stored ids lost their NUL characters at capture (no database text holds one); hashing
+        # below still uses the ids as sent, as PostHog does.
+        distinct_id = flags_request.distinct_id.replace("\x00", "")
         async with db.transaction() as session:
             repo = FlagRepository(session, project.project_id)
             if missing_properties:
-                stored = await repo.person_properties(flags_request.distinct_id)
+                stored = await repo.person_properties(distinct_id)
                 if stored:
                     person_properties = {**stored, **person_properties}
             if continuity:
-                hash_key_overrides = await repo.hash_key_overrides(flags_request.distinct_id)
-                anon = flags_request.anon_distinct_id
+                hash_key_overrides = await repo.hash_key_overrides(distinct_id)
+                anon = (flags_request.anon_distinct_id or "").replace("\x00", "")
                 missing = [key for key in continuity if key not in hash_key_overrides]
-                if anon and missing and anon != flags_request.distinct_id:
-                    await repo.add_hash_key_overrides(flags_request.distinct_id, anon, missing)
+                if anon and missing and anon != distinct_id:
+                    await repo.add_hash_key_overrides(distinct_id, anon, missing)
                     hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
     return EvaluationContext(
         distinct_id=flags_request.distinct_id,
@@ -323,6 +328,9 @@ async def respond(request: Request, endpoint: str) -> Response:
         query=request.query_params,
         max_bytes=limit,
     )
+    problem = JsonLimits(max_depth=request.app.state.settings.max_json_depth, max_string_length=None, allow_nul=True).problem(body)
+    if problem is not None:
+        raise problem_error(problem)
     project, results, errors = await evaluate_flags_request(request, body)
     content = render(
         project,
@@ -336,6 +344,7 @@ async def respond(request: Request, endpoint: str) -> Response:
 
 
 _FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
+SDK_FAST_PATHS = tuple(_FAST_PATHS)
 
 
 class SDKFastPath:
