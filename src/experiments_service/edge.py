@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from urllib.parse import parse_qsl
 
 from experiments_service.errors import APIError, ParseError, PayloadTooLarge, ValidationError
-from experiments_service.json_limits import JsonLimits, JsonProblem
+from experiments_service.json_limits import NOT_FINITE_DETAIL, JsonLimits, JsonProblem
+
+UTF8_DETAIL = "JSON parse error - the body is not valid UTF-8."
 
 
 class BodyTooLarge(HTTPException):
@@ -29,7 +31,9 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413)
 
 
-def problem_error(problem: JsonProblem) -> ValidationError:
+def problem_error(problem: JsonProblem) -> APIError:
+    if problem.code == "parse_error":  # NaN and infinities: not JSON at all
+        return ParseError(problem.detail)
     return ValidationError(problem.detail, code=problem.code, attr=problem.attr)
 
 
@@ -40,7 +44,7 @@ def _json_error(raw: bytes | str, limits: JsonLimits, strict_error: Exception) -
     except RecursionError:
         return ValidationError(f"JSON nested deeper than {limits.max_depth} levels is not accepted.", code="max_depth")
     except UnicodeDecodeError:
-        return ParseError("JSON parse error - the body is not valid UTF-8.")
+        return ParseError(UTF8_DETAIL)
     except ValueError as error:
         return ParseError(f"JSON parse error - {error}")
     found = limits.problem(value)
@@ -58,7 +62,7 @@ def check_json_text(raw: bytes | str, limits: JsonLimits) -> None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         refused = _json_error(raw, limits, error)
-        if isinstance(refused, ValidationError) or "UTF-8" in refused.detail:
+        if isinstance(refused, ValidationError) or refused.detail.startswith((NOT_FINITE_DETAIL, UTF8_DETAIL)):
             raise refused from None
         return
     found = limits.problem(value)
@@ -82,7 +86,7 @@ def check_query(query_string: bytes, limits: JsonLimits) -> None:
         if value[:1] in ("[", "{"):
             try:
                 check_json_text(value, limits)
-            except ValidationError as error:
+            except APIError as error:
                 error.attr = name
                 raise
 

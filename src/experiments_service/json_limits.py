@@ -18,7 +18,7 @@ SURROGATE_DETAIL = "Unpaired surrogate characters (\\ud800-\\udfff) are not allo
 BIG_INT_DETAIL = "Integers must fit in 64 bits."
 # What the JSON encoder (and so every stored JSON column) can hold.
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
-NOT_FINITE_DETAIL = "NaN and infinite numbers are not allowed: they are not valid JSON."
+NOT_FINITE_DETAIL = "JSON parse error - Out of range float values are not JSON compliant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class JsonLimits:
                 else:
                     stack.extend((child, depth + 1, attr) for child in item)
             elif isinstance(item, float) and not math.isfinite(item):
-                return JsonProblem(NOT_FINITE_DETAIL, "invalid_input", attr)
+                return JsonProblem(NOT_FINITE_DETAIL, "parse_error", attr)
             elif isinstance(item, int) and not _MIN_INT <= item <= _MAX_INT:
                 return JsonProblem(BIG_INT_DETAIL, "max_value", attr)
         return None
