@@ -30,6 +30,7 @@ from experiments_service.errors import (
     NotAuthenticated,
     ParseError,
     PermissionDenied,
+    ServiceUnavailable,
     ValidationError,
 )
 from experiments_service.edge import problem_error
@@ -38,6 +39,7 @@ from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.json_limits import JsonLimits
+from experiments_service.outage import is_database_unavailable
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 log = logging.getLogger(__name__)
@@ -143,13 +145,44 @@ def parse_flags_request(body: Any, query_token: str | None, user_agent: str) -> 
 
 # --- evaluating ------------------------------------------------------------------------------
 
-async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequest) -> EvaluationContext:
-    """Fill in stored person properties and continuity overrides, only when they matter."""
+async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequest) -> tuple[EvaluationContext, bool]:
+    """Fill in stored person properties and continuity overrides, only when they matter.
+
+    While the database is unreachable the request's own properties are used and the second
+    value is True (`errorsWhileComputingFlags`): flags keep answering from the cache.
+    """
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
     needed = project.person_properties_needed(flags_request.flag_keys)
     missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
+    degraded = False
+    try:
+        person_properties, hash_key_overrides = await _stored_context(
+            db, project, flags_request, missing_properties, continuity
+        )
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        log.warning("flags for project %s evaluated without stored data: %s", project.project_id, error)
+        degraded = True
+    context = EvaluationContext(
+        distinct_id=flags_request.distinct_id,
+        person_properties=person_properties,
+        groups=flags_request.groups,
+        group_properties=flags_request.group_properties,
+        hash_key_overrides=hash_key_overrides,
+        anon_distinct_id=flags_request.anon_distinct_id,
+        device_id=flags_request.device_id,
+    )
+    return context, degraded
+
+
+async def _stored_context(
+    db: Database, project: ProjectFlags, flags_request: FlagsRequest, missing_properties: bool, continuity: list[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    person_properties = flags_request.person_properties
+    hash_key_overrides: dict[str, str] = {}
     if missing_properties or continuity:
         # Stored ids lost their NUL characters at capture (no database text holds one); hashing
         # below still uses the ids as sent, as PostHog does.
@@ -167,15 +200,7 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
                 if anon and missing and anon != distinct_id:
                     await repo.add_hash_key_overrides(distinct_id, anon, missing)
                     hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
-    return EvaluationContext(
-        distinct_id=flags_request.distinct_id,
-        person_properties=person_properties,
-        groups=flags_request.groups,
-        group_properties=flags_request.group_properties,
-        hash_key_overrides=hash_key_overrides,
-        anon_distinct_id=flags_request.anon_distinct_id,
-        device_id=flags_request.device_id,
-    )
+    return person_properties, hash_key_overrides
 
 
 async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFlags, dict[str, FlagResult], bool]:
@@ -190,7 +215,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     project = await cache.get(project_id)
     if body.get("disable_flags") is True:  # the client asked for its config only
         return project, {}, False
-    ctx = await _context(request.app.state.db, project, flags_request)
+    ctx, degraded = await _context(request.app.state.db, project, flags_request)
     try:
         results = project.compiled.evaluate(
             ctx, flags_request.flag_keys, flags_request.runtime, flags_request.evaluation_contexts
@@ -198,7 +223,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     except Exception:  # one bad definition must not take the endpoint down for the project
         log.exception("flag evaluation failed for project %s", project_id)
         return project, {}, True
-    return project, results, False
+    return project, results, degraded
 
 
 # --- local-evaluation definitions -------------------------------------------------------------
@@ -372,7 +397,12 @@ class SDKFastPath:
         else:
             try:
                 response = await handler(Request(scope, receive))
-            except APIError as error:
+            except Exception as error:
+                if not isinstance(error, APIError):
+                    if not is_database_unavailable(error):
+                        raise
+                    log.warning("%s answered 503: the database is unreachable (%s)", scope["path"], error)
+                    error = ServiceUnavailable()
                 response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
             response.headers.update(cors)
         await response(scope, receive, send)
