@@ -153,12 +153,19 @@ class TestJsonLimits:
         refused(response, "max_length", "parameters")
         assert await stored_count(kit.app, Experiment, kit.project_id) == 0
 
-    @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+    @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", str(2**64), str(-(2**63) - 1)])
     async def test_numbers_json_columns_cannot_hold_are_refused(self, kit, number):
         body = '{"name": "N", "feature_flag_key": "n", "parameters": {"x": %s}}' % number
         response = await post_text(kit, "experiments", body)
         assert response.status_code == 400, response.text
         assert await stored_count(kit.app, Experiment, kit.project_id) == 0
+
+    async def test_an_integer_beyond_64_bits_in_a_flag_is_refused_and_flags_keep_serving(self, kit):
+        body = '{"key": "big", "filters": {"groups": [{"properties": [{"key": "k", "value": %d}]}]}}' % (2**64 + 1)
+        refused(await post_text(kit, "feature_flags", body), "max_value", "filters")
+        assert await stored_count(kit.app, FeatureFlag, kit.project_id) == 0
+        served = await kit.client.post("/flags/?v=2", json={"token": kit.project_api_key, "distinct_id": "u"})
+        assert served.status_code == 200
 
     async def test_a_body_that_is_not_utf8_is_a_parse_error(self, kit):
         response = await post_text(kit, "experiments", b'{"name": "\xff\xfe"}')

@@ -197,7 +197,8 @@ def request_sent_at(payload: Any, query: Mapping[str, str]) -> datetime | None:
         return None
     parsed = parse_timestamp(value)
     if parsed is None:
-        raise ValidationError(f"Malformed request data, invalid sent at: {value!r}", code="invalid_payload", attr="sent_at")
+        shown = repr(value)[:100] if isinstance(value, str | int | float) else type(value).__name__
+        raise ValidationError(f"Malformed request data, invalid sent at: {shown}", code="invalid_payload", attr="sent_at")
     return parsed
 
 
