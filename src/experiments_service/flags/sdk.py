@@ -33,12 +33,10 @@ from experiments_service.errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from experiments_service.edge import problem_error
 from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.json_limits import JsonLimits
 from experiments_service.outage import is_database_unavailable
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 
@@ -353,9 +351,12 @@ async def respond(request: Request, endpoint: str) -> Response:
         query=request.query_params,
         max_bytes=limit,
     )
-    problem = JsonLimits(max_depth=request.app.state.settings.max_json_depth, max_string_length=None, allow_nul=True).problem(body)
-    if problem is not None:
-        raise problem_error(problem)
+    try:
+        # One C call on the hot path refuses what cannot be evaluated or logged safely: nesting
+        # past 254 levels, unpaired surrogates, integers beyond 64 bits.
+        orjson.dumps(body)
+    except orjson.JSONEncodeError as error:
+        raise ValidationError(f"Malformed request: {error}.", code="invalid_payload") from None
     project, results, errors = await evaluate_flags_request(request, body)
     content = render(
         project,
