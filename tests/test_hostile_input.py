@@ -175,3 +175,17 @@ class TestHostileInput:
             if route.body is None
         ]
         assert await send_all(kit, setup, cases) == []
+
+    @pytest.mark.parametrize("segment", ["a%00b", "%ED%A0%80", BIG_ID, str(2**64) * 3, "-1", "1.5", "%FF"])
+    @pytest.mark.parametrize(
+        "collection",
+        ["experiments", "feature_flags", "experiment_saved_metrics", "experiment_holdouts", "change_requests", "approval_policies"],
+    )
+    async def test_bad_ids_in_the_path(self, kit, setup, collection, segment):
+        path = "{base}/" + collection + "/" + segment + "/"
+        read, write = Route("GET", path), Route("PATCH", path, '{"name": "renamed"}')
+        cases = [
+            (f"{collection}/{segment}/GET", read, None, {}, read.url(setup, "")),
+            (f"{collection}/{segment}/PATCH", write, write.content(setup, ""), {"Content-Type": "application/json"}, write.url(setup, "")),
+        ]
+        assert await send_all(kit, setup, cases) == []
