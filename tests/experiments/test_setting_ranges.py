@@ -107,3 +107,12 @@ class TestParameterNumbers:
         response = await create(kit, metrics=[metric])
         assert response.status_code == 400, response.text
         assert response.json()["attr"] == "metrics"
+
+
+class TestApprovalPolicyDuration:
+    @pytest.mark.parametrize("expires_after", [10**13, 2**31, "999999 00:00:00"])
+    async def test_a_duration_the_column_cannot_hold_is_refused_on_both_databases(self, kit, expires_after):
+        body = {"action_key": "feature_flag.enable", "approver_config": {"quorum": 1, "users": [kit.user_id]}, "expires_after": expires_after}
+        response = await kit.client.post(f"{kit.base}/approval_policies/", json=body, headers=kit.headers)
+        refused(response, "Ensure this value is at most 2147483647 seconds.", "expires_after")
+        assert (await kit.client.get(f"{kit.base}/approval_policies/", headers=kit.headers)).json()["count"] == 0
