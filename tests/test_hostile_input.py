@@ -120,6 +120,11 @@ async def project_rows(app, project_id: int) -> dict[str, int]:
 async def setup(kit) -> dict:
     experiment = await kit.client.post(f"{kit.base}/experiments/", json={"name": "Target", "feature_flag_key": "target"}, headers=kit.headers)
     flag = await kit.client.post(f"{kit.base}/feature_flags/", json={"key": "other", "filters": {"groups": [{"rollout_percentage": 50}]}}, headers=kit.headers)
+    # Flags whose evaluation reads the database: a stored person property, a continuity override.
+    person_flag = {"key": "pro", "filters": {"groups": [{"properties": [{"key": "plan", "type": "person", "value": "pro"}]}]}}
+    sticky_flag = {"key": "sticky", "ensure_experience_continuity": True, "filters": {"groups": [{"rollout_percentage": 50}]}}
+    for body in (person_flag, sticky_flag):
+        assert (await kit.client.post(f"{kit.base}/feature_flags/", json=body, headers=kit.headers)).status_code == 201
     assert experiment.status_code == 201 and flag.status_code == 201
     return {"base": kit.base, "experiment": experiment.json()["id"], "flag": flag.json()["id"], "token": kit.project_api_key}
 

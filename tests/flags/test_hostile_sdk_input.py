@@ -63,6 +63,21 @@ class TestIdentifiers:
             assert [(row.distinct_id, row.hash_key) for row in rows] == [("user", "anon")]
 
 
+    async def test_long_ids_are_looked_up_and_stored_as_capture_stores_them(self, kit):
+        await make_flag(kit, "sticky-long", [], ensure_experience_continuity=True)
+        await make_flag(kit, "plan-long", person_condition("exact", "pro"))
+        user, anon = "u" * 1000, "a" * 5000
+        captured = await kit.client.post(
+            "/batch/", json={"api_key": kit.project_api_key, "batch": [{"event": "$set", "distinct_id": user, "$set": {"k": "pro"}}]}
+        )
+        assert captured.status_code == 200
+        body = await evaluate(kit, {"distinct_id": user, "$anon_distinct_id": anon})
+        assert body["flags"]["plan-long"]["enabled"] is True
+        async with kit.app.state.db.sessionmaker() as session:
+            rows = (await session.execute(select(HashKeyOverride).where(HashKeyOverride.project_id == kit.project_id))).scalars()
+            assert [(row.distinct_id, row.hash_key) for row in rows] == [("u" * 200, "a" * 200)]
+
+
 class TestBodies:
     @pytest.mark.parametrize("depth", [300, 990, 10_000])
     @pytest.mark.parametrize("path", ["/flags/?v=2", "/decide/?v=3"])

@@ -33,7 +33,7 @@ from experiments_service.errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from experiments_service.events.parsing import decode_body
+from experiments_service.events.parsing import MAX_DISTINCT_ID_LENGTH, decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
@@ -176,15 +176,19 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
     return context, degraded
 
 
+def _stored_id(value: str) -> str:
+    return value.replace("\x00", "")[:MAX_DISTINCT_ID_LENGTH]
+
+
 async def _stored_context(
     db: Database, project: ProjectFlags, flags_request: FlagsRequest, missing_properties: bool, continuity: list[str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
     if missing_properties or continuity:
-        # Stored ids lost their NUL characters at capture (no database text holds one); hashing
-        # below still uses the ids as sent, as PostHog does.
-        distinct_id = flags_request.distinct_id.replace("\x00", "")
+        # Stored ids are as capture stores them (no NUL, at most 200 characters); hashing
+        # still uses the ids as sent, as PostHog does.
+        distinct_id = _stored_id(flags_request.distinct_id)
         async with db.transaction() as session:
             repo = FlagRepository(session, project.project_id)
             if missing_properties:
@@ -193,7 +197,7 @@ async def _stored_context(
                     person_properties = {**stored, **person_properties}
             if continuity:
                 hash_key_overrides = await repo.hash_key_overrides(distinct_id)
-                anon = (flags_request.anon_distinct_id or "").replace("\x00", "")
+                anon = _stored_id(flags_request.anon_distinct_id or "")
                 missing = [key for key in continuity if key not in hash_key_overrides]
                 if anon and missing and anon != distinct_id:
                     await repo.add_hash_key_overrides(distinct_id, anon, missing)
