@@ -10,7 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from experiments_service.outage import is_database_unavailable
+from experiments_service.outage import is_database_unavailable, log_outage
 
 
 class APIError(Exception):
@@ -268,6 +268,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse:
         if is_database_unavailable(exc):
+            log_outage(f"{request.method} {request.url.path}", exc)
             return _render(ServiceUnavailable())
         refused = _input_the_database_refused(request, exc) if isinstance(exc, DBAPIError | OverflowError) else None
         if refused is None:
@@ -275,8 +276,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _render(refused)
 
     @app.exception_handler(Exception)
-    async def _server_error(_: Request, exc: Exception) -> JSONResponse:
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
         if is_database_unavailable(exc):
+            log_outage(f"{request.method} {request.url.path}", exc)
             return _render(ServiceUnavailable())
         error = APIError("A server error occurred.", code="error")
         error.status_code = 500

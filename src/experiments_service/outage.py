@@ -4,8 +4,12 @@ Such errors answer 503 with `Retry-After` (PostHog's capture does the same, and 
 on it); every other unexpected error stays a 500, which always means a defect.
 """
 
+import logging
+
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+log = logging.getLogger(__name__)
 
 # PostgreSQL error classes of an unreachable or unavailable server or database:
 # 08 connection exception, 57P01-57P03 shutting down / starting up, 53300 too many connections,
@@ -44,3 +48,8 @@ def is_database_unavailable(error: BaseException) -> bool:
         if type(cause).__module__ == "sqlite3" and str(cause).lower().startswith(_SQLITE_UNAVAILABLE):
             return True
     return False
+
+
+def log_outage(where: str, error: BaseException) -> None:
+    """One line per request answered 503 (no traceback: nothing in the code is wrong)."""
+    log.warning("%s answered 503: the database is unreachable (%s)", where, error)

@@ -37,7 +37,7 @@ from experiments_service.events.parsing import MAX_DISTINCT_ID_LENGTH, decode_bo
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.outage import is_database_unavailable
+from experiments_service.outage import is_database_unavailable, log_outage
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class SDKFastPath:
                 if not isinstance(error, APIError):
                     if not is_database_unavailable(error):
                         raise
-                    log.warning("%s answered 503: the database is unreachable (%s)", scope["path"], error)
+                    log_outage(f"{scope['method']} {scope['path']}", error)
                     error = ServiceUnavailable()
                 response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
             response.headers.update(cors)
