@@ -168,3 +168,20 @@ class TestServerDown:
                 unavailable(await client.post("/decide/?v=3", json={"token": "phc_x", "distinct_id": "u"}))
         finally:
             await app.state.db.dispose()
+
+
+class TestPoolExhausted:
+    async def test_no_free_connection_within_the_pool_timeout_answers_503(self, outage_app):
+        state = outage_app.state.outage
+        url = outage_app.state.settings.database_url
+        app = create_app(Settings(database_url=url, run_worker=False, database_pool_size=1, database_max_overflow=0,
+                                  database_pool_timeout_seconds=0.5))
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+                experiments = f"/api/projects/{state['project_id']}/experiments/"
+                async with app.state.db.engine.connect() as held:  # the pool's only connection
+                    await held.exec_driver_sql("SELECT 1")
+                    unavailable(await client.get(experiments, headers=state["headers"]))
+                assert (await client.get(experiments, headers=state["headers"])).status_code == 200
+        finally:
+            await app.state.db.dispose()
