@@ -48,6 +48,11 @@ class TestBodyLimit:
         too_large(response)
         assert body.sent <= 21  # read up to the limit, not whole
 
+    async def test_a_browser_sees_the_413_of_an_sdk_endpoint(self, client):
+        response = await client.post("/batch/", content=Chunks(30), headers={"Origin": "https://shop.example"})
+        too_large(response)
+        assert response.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+
     async def test_a_declared_length_past_the_limit_is_refused_unread(self, client):
         body = Chunks(1)
         response = await client.post(

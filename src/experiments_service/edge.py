@@ -11,14 +11,15 @@
 
 import json
 from collections.abc import Iterable
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from urllib.parse import parse_qsl
 
 from experiments_service.errors import APIError, ParseError, PayloadTooLarge, ValidationError
 from experiments_service.json_limits import JsonLimits, JsonProblem
+from experiments_service.middleware import sdk_cors_headers
 
 UTF8_DETAIL = "JSON parse error - the body is not valid UTF-8."
 
@@ -108,14 +109,12 @@ class RequestLimitsMiddleware:
             if scope["path"] not in self.sdk_paths:
                 receive = await self._checked(scope, receive)
             await self.app(scope, receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, APIError) as error:
             if started:
                 raise
-            await _send_error(send, PayloadTooLarge())
-        except APIError as error:
-            if started:
-                raise
-            await _send_error(send, error)
+            # Browsers read an SDK endpoint's error only with its CORS headers.
+            cors = sdk_cors_headers(scope) if scope["path"] in self.sdk_paths else {}
+            await _send_error(send, error if isinstance(error, APIError) else PayloadTooLarge(), cors)
 
     @staticmethod
     def _declared_size(scope: Scope) -> int:
@@ -169,9 +168,11 @@ class RequestLimitsMiddleware:
         return replay
 
 
-async def _send_error(send: Send, error: APIError) -> None:
+async def _send_error(send: Send, error: APIError, extra_headers: dict[str, str]) -> None:
     body = orjson.dumps(error.body())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(name.lower().encode(), value.encode()) for name, value in (error.headers or {}).items()]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in {**(error.headers or {}), **extra_headers}.items()
+    ]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
