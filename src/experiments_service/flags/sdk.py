@@ -37,8 +37,8 @@ from experiments_service.events.parsing import MAX_DISTINCT_ID_LENGTH, decode_bo
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.outage import is_database_unavailable, log_outage
 from experiments_service.middleware import read_body_within, sdk_cors_headers
+from experiments_service.outage import is_database_unavailable, log_outage
 
 log = logging.getLogger(__name__)
 
