@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import time
 import uuid
 
 import pytest
@@ -148,6 +149,24 @@ class TestJsonLimits:
         response = await post_text(kit, "feature_flags", body)
         assert response.status_code == 400, response.text
         assert await stored_count(kit.app, FeatureFlag, kit.project_id) == 0
+
+    async def test_text_that_only_looks_bad_is_stored(self, kit):
+        """The checks read JSON text: escaped backslashes, brackets and NaN inside strings are text."""
+        body = (
+            '{"name": "C:\\\\u0000 NaN", "feature_flag_key": "looks-bad", '
+            '"parameters": {"note": "%s \\" %s", "emoji": "\\ud83d\\ude00", "big": 18446744073709551615, "e": 1e300}}'
+        ) % ("[" * 100, "{" * 100)
+        response = await post_text(kit, "experiments", body)
+        assert response.status_code == 201, response.text
+        assert response.json()["name"] == "C:\\u0000 NaN"
+        assert response.json()["parameters"]["emoji"] == "\U0001f600"
+
+    async def test_a_large_body_without_a_key_is_checked_in_one_pass(self, client):
+        body = b"[" + b",".join([b"1"] * 2_000_000) + b"]"  # 4 MB: a Python loop over its values took 8 s
+        started = time.perf_counter()
+        response = await client.post("/api/projects/1/experiments/", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 401
+        assert time.perf_counter() - started < 15  # generous for a busy machine: 1.5 s measured at load average 8 on 2 cores
 
     async def test_a_string_past_the_length_limit_is_refused(self, kit):
         response = await kit.client.post(

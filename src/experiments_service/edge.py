@@ -46,8 +46,9 @@ def check_json_text(raw: bytes | str, limits: JsonLimits) -> None:
     gets (orjson would read 2**64 + 1 as a float, while the handler gets an integer that no JSON
     column of ours can be re-encoded from).
     """
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
-        value = json.loads(raw)
+        value = json.loads(text)
     except RecursionError:
         raise ValidationError(
             f"JSON nested deeper than {limits.max_depth} levels is not accepted.", code="max_depth"
@@ -56,7 +57,7 @@ def check_json_text(raw: bytes | str, limits: JsonLimits) -> None:
         raise ParseError(UTF8_DETAIL) from None
     except ValueError:
         return
-    found = limits.problem(value)
+    found = limits.problem(value, text)
     if found is not None:
         raise problem_error(found)
 
