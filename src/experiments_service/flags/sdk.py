@@ -176,8 +176,8 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
     return context, degraded
 
 
-def _stored_id(value: str) -> str:
-    return value.replace("\x00", "")[:MAX_DISTINCT_ID_LENGTH]
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "")
 
 
 async def _stored_context(
@@ -186,18 +186,18 @@ async def _stored_context(
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
     if missing_properties or continuity:
-        # Stored ids are as capture stores them (no NUL, at most 200 characters); hashing
-        # still uses the ids as sent, as PostHog does.
-        distinct_id = _stored_id(flags_request.distinct_id)
+        # Ids lose NUL for the database (no text column holds one; capture strips it too, and
+        # keeps 200 characters of a person's id); hashing still uses the ids as sent.
+        distinct_id = _without_nul(flags_request.distinct_id)
         async with db.transaction() as session:
             repo = FlagRepository(session, project.project_id)
             if missing_properties:
-                stored = await repo.person_properties(distinct_id)
+                stored = await repo.person_properties(distinct_id[:MAX_DISTINCT_ID_LENGTH])
                 if stored:
                     person_properties = {**stored, **person_properties}
             if continuity:
                 hash_key_overrides = await repo.hash_key_overrides(distinct_id)
-                anon = _stored_id(flags_request.anon_distinct_id or "")
+                anon = _without_nul(flags_request.anon_distinct_id or "")
                 missing = [key for key in continuity if key not in hash_key_overrides]
                 if anon and missing and anon != distinct_id:
                     await repo.add_hash_key_overrides(distinct_id, anon, missing)
