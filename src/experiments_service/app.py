@@ -14,8 +14,10 @@ from experiments_service.events.router import CAPTURE_FAST_PATHS, router as even
 from experiments_service.experiments.setup_router import router as experiment_setup_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
-from experiments_service.flags.sdk import SDKFastPath
-from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.flags.sdk import SDK_FAST_PATHS, SDKFastPath
+from experiments_service.edge import RequestLimitsMiddleware
+from experiments_service.json_limits import JsonLimits
+from experiments_service.middleware import TrailingSlashMiddleware
 from experiments_service.ratelimit import build_rate_limits
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
@@ -67,7 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     _include_routers(app)
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        limits=JsonLimits(max_depth=settings.max_json_depth, max_string_length=settings.max_string_length),
+        sdk_paths=(*SDK_FAST_PATHS, *CAPTURE_FAST_PATHS),
+    )
     app.add_middleware(TrailingSlashMiddleware)
 
     @app.get("/healthz", include_in_schema=False)

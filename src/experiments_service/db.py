@@ -46,7 +46,23 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # A pooled connection the server dropped (restart, pg_terminate_backend, idle timeout) is
+    # replaced at checkout instead of failing the request that drew it.
+    kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def engine_options(settings: Settings) -> dict:
+    """Pool and connect settings for a PostgreSQL engine (SQLite keeps its one connection)."""
+    if is_sqlite_url(settings.database_url):
+        return {}
+    return {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+        "pool_timeout": settings.database_pool_timeout_seconds,
+        "pool_recycle": settings.database_pool_recycle_seconds,
+        "connect_args": {"timeout": settings.database_connect_timeout_seconds},
+    }
 
 
 def insert_on_conflict(session: AsyncSession, table: Table):
@@ -65,7 +81,7 @@ class Database:
 
     def __init__(self, settings: Settings):
         self.url = settings.database_url
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url, **engine_options(settings))
         self.sessionmaker = create_sessionmaker(self.engine)
 
     @property

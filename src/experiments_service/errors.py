@@ -6,8 +6,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from experiments_service.outage import is_database_unavailable, log_outage
 
 
 class APIError(Exception):
@@ -96,6 +99,16 @@ class PayloadTooLarge(APIError):
     error_type = "invalid_request"
     default_code = "payload_too_large"
     default_detail = "Request body is too large."
+
+
+class ServiceUnavailable(APIError):
+    """503 while the database cannot be reached (decision 14): clients retry; a 500 is a defect."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+    default_detail = "The service cannot reach its database right now. Retry shortly."
+    headers = {"Retry-After": "5"}
 
 
 class CustomBodyError(Exception):
@@ -251,14 +264,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OverflowError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(PoolTimeout)
     async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse:
-        refused = _input_the_database_refused(request, exc)
+        if is_database_unavailable(exc):
+            log_outage(f"{request.method} {request.url.path}", exc)
+            return _render(ServiceUnavailable())
+        refused = _input_the_database_refused(request, exc) if isinstance(exc, DBAPIError | OverflowError) else None
         if refused is None:
             raise exc
         return _render(refused)
 
     @app.exception_handler(Exception)
-    async def _server_error(_: Request, __: Exception) -> JSONResponse:
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_database_unavailable(exc):
+            log_outage(f"{request.method} {request.url.path}", exc)
+            return _render(ServiceUnavailable())
         error = APIError("A server error occurred.", code="error")
         error.status_code = 500
         error.error_type = "server_error"

@@ -1,6 +1,5 @@
-"""ASGI middleware: optional trailing slashes and the request-size limit."""
+"""ASGI middleware: optional trailing slashes; CORS and bounded body reading for the SDK endpoints."""
 
-import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,28 +25,6 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-class BodySizeLimitMiddleware:
-    """Reject bodies declared larger than the limit with 413 before reading them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    try:
-                        declared = int(value)
-                    except ValueError:
-                        declared = 0
-                    if declared > self.max_bytes:
-                        await _send_error(send, PayloadTooLarge())
-                        return
-                    break
-        await self.app(scope, receive, send)
-
-
 def sdk_cors_headers(scope: Scope) -> dict[str, str]:
     """CORS headers for the SDK endpoints (flags, capture): browser SDKs call them from the
     site's own origin, with credentials."""
@@ -65,7 +42,7 @@ def sdk_cors_headers(scope: Scope) -> dict[str, str]:
 
 async def read_body_within(request: Request, max_bytes: int) -> bytes:
     """The request body, refused with 413 as soon as it outgrows the limit (chunked uploads
-    declare no Content-Length for `BodySizeLimitMiddleware` to check)."""
+    may declare no Content-Length)."""
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -74,15 +51,3 @@ async def read_body_within(request: Request, max_bytes: int) -> bytes:
             raise PayloadTooLarge()
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _send_error(send: Send, error: PayloadTooLarge) -> None:
-    body = orjson.dumps(error.body())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -14,8 +14,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str = _default_database_url()
+    # PostgreSQL connection pool, per process: kept connections, extra ones under load, how long
+    # a request waits for one (503 beyond), when a connection is replaced, and how long
+    # connecting may take before the database counts as unreachable (503).
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
+    database_pool_timeout_seconds: float = 10.0
+    database_pool_recycle_seconds: int = 1800
+    database_connect_timeout_seconds: float = 5.0
     # Largest request body accepted by capture and flag evaluation, in bytes (413 beyond).
     max_body_bytes: int = 20 * 1024 * 1024
+    # Deepest nesting and longest string accepted in a JSON body or JSON query parameter (400 beyond).
+    max_json_depth: int = 64
+    max_string_length: int = 100_000
     # How long an in-memory copy of a project's flag definitions may be trusted before
     # re-checking the database version stamp (keeps several processes coherent).
     flag_cache_ttl_seconds: float = 0.5

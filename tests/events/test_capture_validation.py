@@ -49,12 +49,13 @@ class TestPerEventDrops:
         [row] = await stored_events(app, kit.project_id)
         assert row.properties == {}
 
-    async def test_nul_characters_are_removed_from_names_and_ids(self, capture, kit, app):
-        response = await capture({"batch": [event("sign\x00up", "us\x00er", properties={"note": "a\x00b"})]})
+    async def test_nul_characters_are_removed_from_names_ids_and_properties(self, capture, kit, app):
+        # PostgreSQL cannot read a NUL back out of JSON as text, which metric filters do.
+        response = await capture({"batch": [event("sign\x00up", "us\x00er", properties={"no\x00te": "a\x00b"})]})
         assert response.status_code == 200
         [row] = await stored_events(app, kit.project_id)
         assert (row.event, row.distinct_id) == ("signup", "user")
-        assert row.properties == {"note": "a\x00b"}
+        assert row.properties == {"note": "ab"}
 
     async def test_long_distinct_id_is_truncated_to_200_characters(self, capture, kit, app):
         response = await capture({"batch": [event("a", "d" * 300)]})

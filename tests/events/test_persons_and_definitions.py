@@ -90,12 +90,13 @@ class TestPersonProperties:
             expected = sequentially(stored, changes)
             assert (person.properties if person else {}) == expected, f"seed {seed}"
 
-    async def test_nul_characters_are_removed_from_person_properties_only(self, capture, kit, app):
+    async def test_nul_characters_are_removed_from_person_and_event_properties(self, capture, kit, app):
         sent = event("a", "leo", properties={"$set": {"na\x00me": "Le\x00o", "tags": ["x\x00"]}})
         assert (await capture({"batch": [sent]})).status_code == 200
         assert (await stored_person(app, kit.project_id, "leo")).properties == {"name": "Leo", "tags": ["x"]}
         [row] = await stored_events(app, kit.project_id)
-        assert row.properties["$set"] == {"na\x00me": "Le\x00o", "tags": ["x\x00"]}
+        # PostgreSQL's `->>` fails on a row holding \u0000 anywhere, whatever key it extracts.
+        assert row.properties["$set"] == {"name": "Leo", "tags": ["x"]}
         again = event("b", "leo", properties={"$set": {"name": "Leo\x00n"}, "$unset": ["ta\x00gs"]})
         assert (await capture({"batch": [again]})).status_code == 200
         assert (await stored_person(app, kit.project_id, "leo")).properties == {"name": "Leon"}

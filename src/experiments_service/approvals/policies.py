@@ -229,6 +229,10 @@ _ISO_DURATION = re.compile(
 )
 
 
+# `expires_after` is stored as whole seconds in a 32-bit integer column.
+_MAX_SECONDS = 2**31 - 1
+
+
 def parse_duration(value: Any) -> timedelta:
     """Accept seconds (number or numeric string), `"14 00:00:00"` or ISO 8601 (`"P14D"`)."""
     if _is_number(value):
@@ -262,6 +266,10 @@ def parse_duration(value: Any) -> timedelta:
         )
     if duration.total_seconds() < 1:
         raise InvalidPolicy("Ensure this value is at least 1 second.", "expires_after", "min_value")
+    if duration.total_seconds() > _MAX_SECONDS:
+        raise InvalidPolicy(
+            f"Ensure this value is at most {_MAX_SECONDS} seconds.", "expires_after", "max_value"
+        )
     return duration
 
 

@@ -3,6 +3,8 @@
 import hashlib
 import secrets
 
+from experiments_service.json_limits import has_unstorable_text
+
 PERSONAL_KEY_PREFIX = "phx_"
 PROJECT_KEY_PREFIX = "phc_"
 
@@ -19,6 +21,12 @@ def new_personal_api_key() -> str:
 
 def new_project_api_key() -> str:
     return PROJECT_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def plausible_project_key(token: object) -> bool:
+    """Whether `token` could be a stored project key: text that fits the column and holds no
+    NUL or unpaired surrogates (which the drivers refuse to send) — anything else matches no project, unlooked-up."""
+    return isinstance(token, str) and 0 < len(token) <= 100 and not has_unstorable_text(token)
 
 
 def hash_key(value: str) -> str:

@@ -9,7 +9,10 @@ object, has no non-empty string `event` (at most 400 characters), has no `distin
 `distinct_id`, `$distinct_id` or `properties.distinct_id`; a string or number), has `properties`
 that is neither absent, null nor an object, has a `timestamp` that cannot be read or lies more
 than 23 hours in the future once clock skew is corrected, has a non-integer `offset`, or has a
-`uuid` that is not a UUID string. Only a body that cannot be read at all fails the request.
+`uuid` that is not a UUID string, is nested deeper than 254 levels, holds an unpaired surrogate or
+an integer beyond 64 bits, or is a `$feature_flag_called` whose flag or response contains NUL.
+NUL characters elsewhere in properties are stripped. Only a body that cannot be read at all
+fails the request.
 """
 
 import base64
@@ -123,10 +126,9 @@ def decode_body(
         strict_error = error
     try:
         # posthog-python serialises float NaN/Infinity as bare `NaN`/`Infinity`: store them as null.
-        payload = json.loads(raw, parse_constant=lambda _: None)
-        orjson.dumps(payload)  # the lenient parser lets lone surrogates through; they cannot be stored
-        return payload
-    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        # Lone surrogates and out-of-range integers also get through; they are refused per event.
+        return json.loads(raw, parse_constant=lambda _: None)
+    except (ValueError, TypeError, RecursionError):
         raise ParseError(f"Malformed request data: {strict_error}", code="invalid_payload") from None
 
 
@@ -195,7 +197,8 @@ def request_sent_at(payload: Any, query: Mapping[str, str]) -> datetime | None:
         return None
     parsed = parse_timestamp(value)
     if parsed is None:
-        raise ValidationError(f"Malformed request data, invalid sent at: {value!r}", code="invalid_payload", attr="sent_at")
+        shown = repr(value)[:100] if isinstance(value, str | int | float) else type(value).__name__
+        raise ValidationError(f"Malformed request data, invalid sent at: {shown}", code="invalid_payload", attr="sent_at")
     return parsed
 
 
@@ -275,27 +278,40 @@ def _flag_value(value: Any) -> str | None:
     return text if len(text) <= MAX_FLAG_VALUE_LENGTH else None
 
 
-def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> CapturedEvent | None:
-    """Validate one raw event and shape it for storage; None means the event is dropped."""
+@dataclass(frozen=True, slots=True)
+class DroppedEvent:
+    """An event that is not stored, and why (logged and counted by the capture service)."""
+
+    reason: str
+
+
+def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> CapturedEvent | DroppedEvent:
+    """Validate one raw event and shape it for storage, or say why it is dropped."""
     if not isinstance(raw, dict):
-        return None
+        return DroppedEvent("not an object")
+    try:
+        # What the JSON columns cannot hold: nesting past 254 levels, unpaired surrogates,
+        # integers beyond 64 bits. One C call, and its output tells whether NUL needs stripping.
+        encoded = orjson.dumps(raw)
+    except orjson.JSONEncodeError as error:
+        return DroppedEvent(f"cannot be stored as JSON: {error}")
     name = raw.get("event")
     if not isinstance(name, str):
-        return None
+        return DroppedEvent("no event name")
     name = name.replace("\x00", "")
     if not name or len(name) > MAX_EVENT_NAME_LENGTH:
-        return None
+        return DroppedEvent("event name empty or too long")
     properties = raw.get("properties")
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        return None
+        return DroppedEvent("properties is not an object")
     distinct_id = _distinct_id(raw, properties)
     if distinct_id is None:
-        return None
+        return DroppedEvent("no distinct_id")
     timestamp = event_time(raw, properties, now, sent_at)
     if timestamp is None:
-        return None
+        return DroppedEvent("unreadable or future timestamp, or invalid offset")
     raw_uuid = raw.get("uuid")
     if raw_uuid is None:
         event_uuid = uuid4()
@@ -303,24 +319,33 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
         try:
             event_uuid = UUID(raw_uuid)
         except ValueError:
-            return None
+            return DroppedEvent("uuid is not a UUID")
     else:
-        return None
+        return DroppedEvent("uuid is not a UUID")
+    is_flag_call = name == "$feature_flag_called"
+    flag_key = flag_response = None
+    if is_flag_call:
+        flag_key = _flag_value(properties.get("$feature_flag"))
+        flag_response = _flag_value(properties.get("$feature_flag_response"))
+        if "\x00" in (flag_key or "") or "\x00" in (flag_response or ""):
+            # Stripping could turn it into another flag's (or variant's) exposure.
+            return DroppedEvent("$feature_flag or $feature_flag_response contains a NUL character")
     person_set = _merged_person_change(raw, properties, "$set")
     person_set_once = _merged_person_change(raw, properties, "$set_once")
     unset = properties.get("$unset")
     if properties.get("$process_person_profile") is False:
         # Personless events (the SDKs send them without a distinct id of the user's) touch no person.
         person_set = person_set_once = unset = None
-    is_flag_call = name == "$feature_flag_called"
+    if b"\\u0000" in encoded:
+        properties = _without_nul(properties)
     return CapturedEvent(
         uuid=event_uuid,
         event=name,
         distinct_id=distinct_id,
         timestamp=timestamp,
         properties=properties,
-        flag_key=_flag_value(properties.get("$feature_flag")) if is_flag_call else None,
-        flag_response=_flag_value(properties.get("$feature_flag_response")) if is_flag_call else None,
+        flag_key=flag_key,
+        flag_response=flag_response,
         person_set=person_set,
         person_set_once=person_set_once,
         person_unset=[key.replace("\x00", "") for key in unset if isinstance(key, str)] if isinstance(unset, list) else [],

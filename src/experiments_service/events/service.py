@@ -3,6 +3,7 @@ names in the request's transaction."""
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.errors import InvalidProjectAPIKey, NotAuthenticated
 from experiments_service.events.parsing import (
     CapturedEvent,
+    DroppedEvent,
     PersonChange,
     decode_body,
     normalise_event,
@@ -28,6 +30,9 @@ logger = logging.getLogger(__name__)
 MISSING_API_KEY_DETAIL = "API key not provided. You can find your project API key in PostHog project settings."
 
 ProjectResolver = Callable[[str], Awaitable[int | None]]
+
+# Events dropped by this process since it started, by reason (PostHog's capture counts them too).
+dropped_events: Counter[str] = Counter()
 
 
 @dataclass
@@ -81,13 +86,14 @@ class CaptureService:
         now = utcnow()
         accepted: list[CapturedEvent] = []
         seen_uuids = set()
-        for raw in events:
+        for index, raw in enumerate(events):
             event = normalise_event(raw, now, sent_at)
-            if event is not None and event.uuid not in seen_uuids:
+            if isinstance(event, DroppedEvent):
+                dropped_events[event.reason] += 1
+                logger.warning("capture dropped event %d of %d for project %s: %s", index, len(events), project_id, event.reason)
+            elif event.uuid not in seen_uuids:
                 seen_uuids.add(event.uuid)
                 accepted.append(event)
-        if len(accepted) < len(events):
-            logger.info("capture dropped %d of %d events", len(events) - len(accepted), len(events))
         return await self.store(project_id, accepted, now)
 
     async def _authenticate(self, token: object) -> int:

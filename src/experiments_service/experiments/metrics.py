@@ -59,8 +59,8 @@ class _RetentionMetric(_Node):
     metric_type: Literal["retention"]
     start_event: _Source
     completion_event: _Source
-    retention_window_start: int
-    retention_window_end: int
+    retention_window_start: int = Field(ge=0)
+    retention_window_end: int = Field(ge=0)
     retention_window_unit: Literal["second", "minute", "hour", "day", "week", "month"]
 
 

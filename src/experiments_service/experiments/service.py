@@ -25,6 +25,7 @@ from experiments_service.experiments.schemas import (
 )
 from experiments_service.experiments.validation import (
     baseline_key,
+    check_date_range,
     validate_baseline,
     validate_exposure_criteria,
     validate_parameters,
@@ -317,7 +318,7 @@ class ExperimentService:
                 "Cannot restore experiment: the linked feature flag has been deleted. "
                 "Restore the feature flag first, then restore the experiment."
             )
-        self._check_dates(data, sent)
+        self._check_dates(data, sent, experiment)
 
     async def _plan_metrics(
         self, experiment: Experiment, plan: PatchPlan, links: list[tuple[Any, ExperimentSavedMetric]]
@@ -515,10 +516,19 @@ class ExperimentService:
     # --- shared checks -------------------------------------------------------------------------
 
     @staticmethod
-    def _check_dates(data: ExperimentCreate | ExperimentUpdate, sent: set[str]) -> None:
-        if "start_date" in sent and "end_date" in sent and data.start_date and data.end_date:
-            if data.start_date >= data.end_date:
-                raise ValidationError("End date must be after start date")
+    def _check_dates(
+        data: ExperimentCreate | ExperimentUpdate, sent: set[str], experiment: Experiment | None = None
+    ) -> None:
+        """Sent dates within range; the end after the start, whether sent or stored."""
+        for name in ("start_date", "end_date"):
+            if name in sent and getattr(data, name) is not None:
+                check_date_range(getattr(data, name), name)
+        if "start_date" not in sent and "end_date" not in sent:
+            return
+        start = data.start_date if "start_date" in sent else experiment.start_date if experiment else None
+        end = data.end_date if "end_date" in sent else experiment.end_date if experiment else None
+        if start and end and start >= end:
+            raise ValidationError("End date must be after start date")
 
     async def _load_holdout(self, holdout_id: int | None) -> ExperimentHoldout | None:
         if holdout_id is None:

@@ -1,6 +1,7 @@
 """Checks of the free-form JSON fields of an experiment, with the reference messages."""
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from experiments_service.errors import ValidationError
@@ -46,6 +47,8 @@ def validate_parameters(parameters: Any, *, baseline: str = "control") -> dict[s
         value = parameters.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValidationError(f"{key} must be a number", attr="parameters")
+        if value is not None and value < 0:
+            raise ValidationError(f"{key} must not be negative", attr="parameters")
     config = parameters.get("exposure_estimate_config")
     if config is not None and not isinstance(config, dict):
         raise ValidationError("exposure_estimate_config must be an object", attr="parameters")
@@ -124,7 +127,41 @@ def validate_stats_config(stats_config: Any) -> dict[str, Any]:
             f"Invalid stats method: '{stats_config['method']}'. Must be one of: {', '.join(STATS_METHODS)}",
             attr="stats_config",
         )
+    for section, name, default in STATS_LEVELS:
+        if stats_config.get(section) is not None and not isinstance(stats_config[section], dict):
+            raise _object_expected(stats_config[section], "stats_config")
+        stats_level(stats_config, section, name, default)
     return stats_config
+
+
+# The levels results read from `stats_config`, and their defaults.
+STATS_LEVELS = (("bayesian", "ci_level", 0.95), ("frequentist", "alpha", 0.05))
+
+
+def stats_level(config: dict[str, Any], section: str, name: str, default: float) -> float:
+    """A level from `stats_config`, which must lie strictly between 0 and 1 (checked when saved,
+    and again by results for rows stored before the check existed)."""
+    section_config = config.get(section)
+    value = section_config.get(name) if isinstance(section_config, dict) else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValidationError(f"stats_config.{section}.{name} must be a number between 0 and 1.", attr="stats_config")
+    return float(value)
+
+
+# Dates an experiment may carry: a start in year 1 would make a timeseries job of 739,000 days.
+EARLIEST_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_date_range(value: datetime, attr: str) -> None:
+    if not EARLIEST_DATE <= value < LATEST_DATE:
+        raise ValidationError(
+            f"{attr} must be between {EARLIEST_DATE.date().isoformat()} and {LATEST_DATE.date().isoformat()}.",
+            code="invalid_date",
+            attr=attr,
+        )
 
 
 def baseline_key(stats_config: dict[str, Any] | None) -> str:

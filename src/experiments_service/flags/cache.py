@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from experiments_service.auth.keys import plausible_project_key
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
 from experiments_service.flags.evaluation import CompiledFlags, FlagResult
@@ -158,6 +159,8 @@ class FlagCache:
 
     async def project_id_for_token(self, token: str) -> int | None:
         """Known tokens are cached for good; unknown ones for one TTL (a new project appears soon)."""
+        if not plausible_project_key(token):
+            return None
         cached = self._tokens.get(token)
         if cached is not None and (cached[0] is not None or time.monotonic() - cached[1] < self.ttl):
             return cached[0]

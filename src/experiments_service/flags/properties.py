@@ -2,7 +2,7 @@
 
 Each filter is compiled once into a `Matcher`: a function of (properties, now) that returns
 whether the filter holds. Compilation parses the filter value (numbers, regexes, dates,
-versions) so evaluation only looks at the person's or group's value.
+versions) so evaluation only looks at the person's or group's value. Regexes are RE2 (linear time).
 
 Server rules kept here: a missing property fails positive operators and satisfies negated ones
 (`is_not`, `not_*`, `not_between`) and `is_not_set`; a filter without a value never matches;
@@ -20,6 +20,8 @@ from decimal import Decimal
 from functools import lru_cache
 from operator import eq, ge, gt, le, lt, ne
 from typing import Any
+
+import re2
 
 Matcher = Callable[[Mapping[str, Any], datetime | None], bool]
 
@@ -372,12 +374,36 @@ def _text(key: str, value: Any, operator: str) -> Matcher:
     return test
 
 
-@lru_cache(maxsize=1024)
-def compile_regex(pattern: str) -> re.Pattern[str] | None:
-    """Compiled pattern, cached across definitions; None when the pattern is invalid."""
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # an invalid pattern is an answer (None), not a line on stderr
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why RE2 cannot compile `pattern` (lookaround, backreferences, bad syntax), or None."""
     try:
-        return re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0] if error.args else "invalid pattern"
+        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    return None
+
+
+@lru_cache(maxsize=1024)
+def compile_regex(pattern: str) -> Any:
+    """Compiled pattern, cached across definitions; None when the pattern is invalid.
+
+    RE2 runs in time linear in the input whatever the pattern (the `phc_` token that lets
+    anyone choose the input is public), like the regex engine of PostHog's flags service;
+    Python's `re` backtracks exponentially on patterns such as `(a+)+$`.
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
         return None
 
 

@@ -21,12 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experiments_service.auth.dependencies import authorize, presented_key_hash
 from experiments_service.db import Database
-from experiments_service.errors import APIError, InvalidProjectAPIKey, ParseError, ValidationError
-from experiments_service.events.parsing import decode_body
+from experiments_service.errors import APIError, InvalidProjectAPIKey, ParseError, ServiceUnavailable, ValidationError
+from experiments_service.events.parsing import MAX_DISTINCT_ID_LENGTH, decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.middleware import read_body_within, sdk_cors_headers
+from experiments_service.outage import is_database_unavailable, log_outage
 from experiments_service.ratelimit import rate_limit_project_token
 
 log = logging.getLogger(__name__)
@@ -132,28 +133,28 @@ def parse_flags_request(body: Any, query_token: str | None, user_agent: str) -> 
 
 # --- evaluating ------------------------------------------------------------------------------
 
-async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequest) -> EvaluationContext:
-    """Fill in stored person properties and continuity overrides, only when they matter."""
+async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequest) -> tuple[EvaluationContext, bool]:
+    """Fill in stored person properties and continuity overrides, only when they matter.
+
+    While the database is unreachable the request's own properties are used and the second
+    value is True (`errorsWhileComputingFlags`): flags keep answering from the cache.
+    """
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
     needed = project.person_properties_needed(flags_request.flag_keys)
     missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
-    if missing_properties or continuity:
-        async with db.transaction() as session:
-            repo = FlagRepository(session, project.project_id)
-            if missing_properties:
-                stored = await repo.person_properties(flags_request.distinct_id)
-                if stored:
-                    person_properties = {**stored, **person_properties}
-            if continuity:
-                hash_key_overrides = await repo.hash_key_overrides(flags_request.distinct_id)
-                anon = flags_request.anon_distinct_id
-                missing = [key for key in continuity if key not in hash_key_overrides]
-                if anon and missing and anon != flags_request.distinct_id:
-                    await repo.add_hash_key_overrides(flags_request.distinct_id, anon, missing)
-                    hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
-    return EvaluationContext(
+    degraded = False
+    try:
+        person_properties, hash_key_overrides = await _stored_context(
+            db, project, flags_request, missing_properties, continuity
+        )
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        log.warning("flags for project %s evaluated without stored data: %s", project.project_id, error)
+        degraded = True
+    context = EvaluationContext(
         distinct_id=flags_request.distinct_id,
         person_properties=person_properties,
         groups=flags_request.groups,
@@ -162,6 +163,36 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
         anon_distinct_id=flags_request.anon_distinct_id,
         device_id=flags_request.device_id,
     )
+    return context, degraded
+
+
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+async def _stored_context(
+    db: Database, project: ProjectFlags, flags_request: FlagsRequest, missing_properties: bool, continuity: list[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    person_properties = flags_request.person_properties
+    hash_key_overrides: dict[str, str] = {}
+    if missing_properties or continuity:
+        # Ids lose NUL for the database (no text column holds one; capture strips it too, and
+        # keeps 200 characters of a person's id); hashing still uses the ids as sent.
+        distinct_id = _without_nul(flags_request.distinct_id)
+        async with db.transaction() as session:
+            repo = FlagRepository(session, project.project_id)
+            if missing_properties:
+                stored = await repo.person_properties(distinct_id[:MAX_DISTINCT_ID_LENGTH])
+                if stored:
+                    person_properties = {**stored, **person_properties}
+            if continuity:
+                hash_key_overrides = await repo.hash_key_overrides(distinct_id)
+                anon = _without_nul(flags_request.anon_distinct_id or "")
+                missing = [key for key in continuity if key not in hash_key_overrides]
+                if anon and missing and anon != distinct_id:
+                    await repo.add_hash_key_overrides(distinct_id, anon, missing)
+                    hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
+    return person_properties, hash_key_overrides
 
 
 async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFlags, dict[str, FlagResult], bool]:
@@ -177,7 +208,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     project = await cache.get(project_id)
     if body.get("disable_flags") is True:  # the client asked for its config only
         return project, {}, False
-    ctx = await _context(request.app.state.db, project, flags_request)
+    ctx, degraded = await _context(request.app.state.db, project, flags_request)
     try:
         results = project.compiled.evaluate(
             ctx, flags_request.flag_keys, flags_request.runtime, flags_request.evaluation_contexts
@@ -185,7 +216,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     except Exception:  # one bad definition must not take the endpoint down for the project
         log.exception("flag evaluation failed for project %s", project_id)
         return project, {}, True
-    return project, results, False
+    return project, results, degraded
 
 
 # --- local-evaluation definitions -------------------------------------------------------------
@@ -306,6 +337,12 @@ async def respond(request: Request, endpoint: str) -> Response:
         query=request.query_params,
         max_bytes=limit,
     )
+    try:
+        # One C call on the hot path refuses what cannot be evaluated or logged safely: nesting
+        # past 254 levels, unpaired surrogates, integers beyond 64 bits.
+        orjson.dumps(body)
+    except orjson.JSONEncodeError as error:
+        raise ValidationError(f"Malformed request: {error}.", code="invalid_payload") from None
     project, results, errors = await evaluate_flags_request(request, body)
     content = render(
         project,
@@ -319,6 +356,7 @@ async def respond(request: Request, endpoint: str) -> Response:
 
 
 _FAST_PATHS = {"/flags/": "flags", "/decide/": "decide"}
+SDK_FAST_PATHS = tuple(_FAST_PATHS)
 
 
 class SDKFastPath:
@@ -346,7 +384,12 @@ class SDKFastPath:
         else:
             try:
                 response = await handler(Request(scope, receive))
-            except APIError as error:
+            except Exception as error:
+                if not isinstance(error, APIError):
+                    if not is_database_unavailable(error):
+                        raise
+                    log_outage(f"{scope['method']} {scope['path']}", error)
+                    error = ServiceUnavailable()
                 response = Response(orjson.dumps(error.body()), error.status_code, error.headers, "application/json")
             response.headers.update(cors)
         await response(scope, receive, send)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from experiments_service.errors import ValidationError
+from experiments_service.flags.properties import regex_error
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -121,10 +122,12 @@ def _validate_property(prop: Any, path: str) -> None:
         raise _invalid(f"Invalid operator: {operator}", code="invalid_operator")
     _check_group_type_index(prop.get("group_type_index"), f"{path}.group_type_index")
     if operator in ("regex", "not_regex") and isinstance(prop.get("value"), str):
-        try:
-            re.compile(prop["value"])
-        except re.error:
-            raise _invalid(f"{path}.value: invalid regex pattern") from None
+        reason = regex_error(prop["value"])
+        if reason is not None:
+            raise _invalid(
+                f"{path}.value: invalid regex pattern ({reason}). Regex conditions use RE2 syntax: "
+                "no lookaround or backreferences."
+            )
 
 
 def _normalised_payloads(payloads: Any, variant_keys: set[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
-from experiments_service.experiments.validation import baseline_key
+from experiments_service.experiments.validation import baseline_key, stats_level
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.results import statistics
@@ -137,25 +137,10 @@ def stats_settings(experiment: Experiment, metric: dict[str, Any]) -> statistics
     config = experiment.stats_config if isinstance(experiment.stats_config, dict) else {}
     return statistics.StatsSettings(
         method="frequentist" if config.get("method") == "frequentist" else "bayesian",
-        ci_level=_probability(config, "bayesian", "ci_level", 0.95),
-        alpha=_probability(config, "frequentist", "alpha", 0.05),
+        ci_level=stats_level(config, "bayesian", "ci_level", 0.95),
+        alpha=stats_level(config, "frequentist", "alpha", 0.05),
         lower_is_better=metric.get("goal") == "decrease",
     )
-
-
-def _probability(config: dict[str, Any], section: str, name: str, default: float) -> float:
-    """A level from `stats_config`, which must lie strictly between 0 and 1."""
-    section_config = config.get(section)
-    value = section_config.get(name) if isinstance(section_config, dict) else None
-    if value is None:
-        return default
-    try:
-        level = float(value)
-    except (TypeError, ValueError):
-        level = float("nan")
-    if isinstance(value, bool) or not 0 < level < 1:
-        raise ValidationError(f"stats_config.{section}.{name} must be a number between 0 and 1.", attr="stats_config")
-    return level
 
 
 class ResultsService:

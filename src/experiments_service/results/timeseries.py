@@ -19,6 +19,10 @@ from experiments_service.results.service import ExperimentMetric, ResultsService
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
+# One job computes a row per day: bounded so that a misdated experiment cannot queue hours of work.
+MAX_TIMESERIES_DAYS = 1096
+
+
 def project_zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
@@ -86,6 +90,11 @@ class TimeseriesService:
             raise ValidationError("fingerprint must be a string of at most 64 characters", attr="fingerprint")
         if experiment.start_date is None:
             raise ValidationError("Cannot recalculate timeseries for experiment that hasn't started")
+        days = ((experiment.end_date or datetime.now(UTC)) - experiment.start_date).days + 1
+        if days > MAX_TIMESERIES_DAYS:
+            raise ValidationError(
+                f"The experiment spans {days} days; timeseries are computed for at most {MAX_TIMESERIES_DAYS}."
+            )
         active = await self.repository.active_recalculation(experiment.id, fingerprint)
         if active is not None:
             return active, False
