@@ -2,12 +2,19 @@
 
 from typing import Any
 
-from sqlalchemy import Select, bindparam, event, func, or_, select, text, update
+from sqlalchemy import Select, bindparam, event, func, literal, or_, select, text, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from experiments_service.db import insert_on_conflict
-from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion, HashKeyOverride, Person
+from experiments_service.models import (
+    Experiment,
+    FeatureFlag,
+    FlagDefinitionsVersion,
+    HashKeyOverride,
+    Person,
+    PersonDistinctId,
+)
 
 # PostgreSQL channel on which every flag write announces its project id (see flags/cache.py).
 DEFINITIONS_CHANNEL = "flag_definitions"
@@ -135,16 +142,37 @@ class FlagRepository:
         """
         self.session.info.setdefault(CHANGED_PROJECTS, set()).add(self.project_id)
 
+    def _same_person(self, distinct_id: str):
+        """The distinct ids of this distinct id's person (itself when it has no person)."""
+        mine, theirs = PersonDistinctId.__table__.alias("mine"), PersonDistinctId.__table__.alias("theirs")
+        merged = (
+            select(theirs.c.distinct_id)
+            .join(mine, mine.c.person_id == theirs.c.person_id)
+            .where(mine.c.project_id == self.project_id, mine.c.distinct_id == distinct_id)
+        )
+        return union(merged, select(literal(distinct_id)))
+
     async def person_properties(self, distinct_id: str) -> dict[str, Any]:
-        """Stored properties of the person with this distinct id (empty when unknown)."""
-        query = select(Person.properties).where(Person.project_id == self.project_id, Person.distinct_id == distinct_id)
+        """Stored properties of the person this distinct id belongs to (empty when unknown)."""
+        query = (
+            select(Person.properties)
+            .join(PersonDistinctId, PersonDistinctId.person_id == Person.id)
+            .where(PersonDistinctId.project_id == self.project_id, PersonDistinctId.distinct_id == distinct_id)
+        )
         return (await self.session.execute(query)).scalar_one_or_none() or {}
 
     async def hash_key_overrides(self, distinct_id: str) -> dict[str, str]:
-        """Experience-continuity identifiers stored for this distinct id, by flag key."""
-        query = select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key).where(
-            HashKeyOverride.project_id == self.project_id, HashKeyOverride.distinct_id == distinct_id
+        """Experience-continuity identifiers of this distinct id's person, by flag key: its own
+        first, then those of the person's other distinct ids, oldest first."""
+        query = (
+            select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key)
+            .where(
+                HashKeyOverride.project_id == self.project_id,
+                HashKeyOverride.distinct_id.in_(self._same_person(distinct_id)),
+            )
+            .order_by((HashKeyOverride.distinct_id == distinct_id).asc(), HashKeyOverride.id.desc())
         )
+        # A later row overwrites an earlier one: the preferred row of each flag comes last.
         return dict((await self.session.execute(query)).tuples().all())
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
