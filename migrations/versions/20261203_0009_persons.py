@@ -42,7 +42,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_person_distinct_ids_person", ["person_id"], unique=False)
         batch_op.create_index(
             "ix_person_distinct_ids_merged",
-            ["project_id", "distinct_id", "person_key"],
+            ["project_id", "person_key", "distinct_id"],
             unique=False,
             postgresql_where=sa.text(MERGED),
             sqlite_where=sa.text(MERGED),

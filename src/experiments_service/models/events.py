@@ -80,8 +80,8 @@ class PersonDistinctId(Base):
         Index(
             "ix_person_distinct_ids_merged",
             "project_id",
-            "distinct_id",
             "person_key",
+            "distinct_id",
             postgresql_where=text("person_key <> distinct_id"),
             sqlite_where=text("person_key <> distinct_id"),
         ),

@@ -25,13 +25,16 @@ from sqlalchemy import (
     text,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.db import insert_on_conflict
+from experiments_service.events.parsing import MERGE_EVENTS
 from experiments_service.models import (
     Event,
     ExperimentMetricResult,
+    PersonDistinctId,
     ExperimentTimeseriesRecalculation,
     Project,
     ResultsEntityValue,
@@ -62,6 +65,7 @@ from experiments_service.results.statistics import VariantAggregate
 MAX_ENTITIES_REFRESHED = 20_000
 
 events = Event.__table__
+merged_ids = PersonDistinctId.__table__
 
 
 def _moved_totals(
@@ -99,11 +103,24 @@ class ResultsRepository:
 
     # --- exposures and metrics ------------------------------------------------------------
 
-    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
-        """One row per exposed distinct_id: first exposure time and variant (or `$multiple`).
+    def _merged(self, name: str):
+        """The project's distinct ids merged into a person keyed by another id (a small set)."""
+        return (
+            select(merged_ids.c.distinct_id, merged_ids.c.person_key)
+            .where(merged_ids.c.project_id == self.project_id, merged_ids.c.person_key != merged_ids.c.distinct_id)
+            .subquery(name)
+        )
 
-        `only` restricts the rows to those distinct_ids.
+    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
+        """One row per exposed person: its key (column `distinct_id`: the person's first distinct
+        id, or the event's distinct id when it has no person), first exposure time and variant (or
+        `$multiple`). A person is exposed by a flag call under any of its distinct ids.
+
+        `only` restricts the events read to those of these distinct ids.
         """
+        merged = self._merged("exposure_persons")
+        entity = func.coalesce(merged.c.person_key, events.c.distinct_id)
+        source = events.outerjoin(merged, merged.c.distinct_id == events.c.distinct_id)
         if rules.custom_event:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
@@ -124,13 +141,14 @@ class ResultsRepository:
         if rules.first_seen:
             ranked = (
                 select(
-                    events.c.distinct_id,
+                    entity.label("distinct_id"),
                     events.c.timestamp,
                     variant.label("variant"),
                     func.row_number()
-                    .over(partition_by=events.c.distinct_id, order_by=(events.c.timestamp, events.c.id))
+                    .over(partition_by=entity, order_by=(events.c.timestamp, events.c.id))
                     .label("exposure_rank"),
                 )
+                .select_from(source)
                 .where(*conditions)
                 .subquery("ranked_exposures")
             )
@@ -142,24 +160,36 @@ class ResultsRepository:
         single_variant = func.min(variant)
         return (
             select(
-                events.c.distinct_id,
+                entity.label("distinct_id"),
                 func.min(events.c.timestamp).label("first_exposure"),
                 case((single_variant != func.max(variant), literal(MULTIPLE_VARIANTS)), else_=single_variant).label(
                     "variant"
                 ),
             )
+            .select_from(source)
             .where(*conditions)
-            .group_by(events.c.distinct_id)
+            .group_by(entity)
             .cte("exposures")
         )
 
+    def _members(self, exposures: CTE, name: str) -> CTE:
+        """Each exposed entity's distinct ids (`entity`, `member`): its key, and the ids merged into it."""
+        merged = self._merged(f"{name}_merged")
+        return union_all(
+            select(exposures.c.distinct_id.label("entity"), exposures.c.distinct_id.label("member")),
+            select(exposures.c.distinct_id, merged.c.distinct_id).join(
+                merged, merged.c.person_key == exposures.c.distinct_id
+            ),
+        ).cte(name)
+
     def _metric_event_conditions(
-        self, event_table, exposures: CTE, since, rules: ExposureRules, window: int | None
+        self, event_table, exposures, members: CTE, since, rules: ExposureRules, window: int | None
     ) -> list[ColumnElement[bool]]:
-        """Events by an exposed entity, at or after `since`, inside the window and the date range."""
+        """Events by an exposed entity (any of its `members`' distinct ids), at or after `since`,
+        inside the window and the date range."""
         conditions = [
             event_table.c.project_id == self.project_id,
-            event_table.c.distinct_id == exposures.c.distinct_id,
+            event_table.c.distinct_id == members.c.member,
             event_table.c.timestamp >= since,
             event_table.c.timestamp <= rules.until,
         ]
@@ -219,11 +249,12 @@ class ResultsRepository:
         ]
         if len(values) == 1:
             values.append(cast(null(), Float).label("value_1"))
-        joined = exposures.outerjoin(
+        members = self._members(exposures, "exposure_members")
+        joined = exposures.join(members, members.c.entity == exposures.c.distinct_id).outerjoin(
             metric_events,
             and_(
                 *self._metric_event_conditions(
-                    metric_events, exposures, exposures.c.first_exposure, rules, metric.conversion_window_seconds
+                    metric_events, exposures, members, exposures.c.first_exposure, rules, metric.conversion_window_seconds
                 ),
                 or_(*conditions),
             ),
@@ -241,17 +272,22 @@ class ResultsRepository:
         previous = select(
             exposures.c.distinct_id, exposures.c.first_exposure, exposures.c.first_exposure.label("reached_at")
         ).cte("funnel_exposed")
+        members = self._members(exposures, "funnel_members")
         reached = []
         for index, step in enumerate(steps):
             step_events = events.alias(f"step_{index}_events")
-            conditions = self._metric_event_conditions(step_events, previous, previous.c.reached_at, rules, window)
+            conditions = self._metric_event_conditions(step_events, previous, members, previous.c.reached_at, rules, window)
             previous = (
                 select(
                     previous.c.distinct_id,
                     previous.c.first_exposure,
                     func.min(step_events.c.timestamp).label("reached_at"),
                 )
-                .select_from(previous.join(step_events, and_(*conditions, self._source_condition(step_events, step))))
+                .select_from(
+                    previous.join(members, members.c.entity == previous.c.distinct_id).join(
+                        step_events, and_(*conditions, self._source_condition(step_events, step))
+                    )
+                )
                 .group_by(previous.c.distinct_id, previous.c.first_exposure)
                 .cte(f"funnel_step_{index}")
             )
@@ -325,6 +361,7 @@ class ResultsRepository:
         changed: list[str] = []
         if not rebuild:
             changed = list((await self.session.execute(self._changed_entities(state, cursor, rules, metric))).scalars())
+            changed = await self._with_same_person(changed) if len(changed) <= MAX_ENTITIES_REFRESHED else changed
             rebuild = len(changed) > MAX_ENTITIES_REFRESHED
         if rebuild:
             await self._store_entities(state.id, self._entity_values(rules, metric), replace_all=True)
@@ -333,6 +370,8 @@ class ResultsRepository:
         elif changed:
             # The ids go in as a list so the planner knows how few they are.
             before = await self._variant_totals(self._stored_entities(state.id, changed), metric)
+            # A merge may have turned two stored entities into one: their rows go, the person's comes back.
+            await self._delete_stored_entities(state.id, changed)
             await self._store_entities(state.id, self._entity_values(rules, metric, only=changed), replace_all=False)
             after = await self._variant_totals(self._stored_entities(state.id, changed), metric)
             state.totals = _moved_totals(state.totals or {}, before, after)
@@ -399,15 +438,35 @@ class ResultsRepository:
         await self.session.execute(delete(stored).where(stored.c.materialization_id.in_(dropped)))
         await self.session.execute(delete(ResultsMaterialization).where(ResultsMaterialization.id.in_(dropped)))
 
+    async def _delete_stored_entities(self, materialization_id: int, only: list[str]) -> None:
+        stored = ResultsEntityValue.__table__
+        await self.session.execute(
+            delete(stored).where(stored.c.materialization_id == materialization_id, stored.c.distinct_id.in_(only))
+        )
+
+    async def _with_same_person(self, distinct_ids: list[str]) -> list[str]:
+        """These distinct ids and every other distinct id of their persons: the ids of the entities
+        they belong to now, which include the keys of entities merged into them."""
+        if not distinct_ids:
+            return []
+        mine, theirs = merged_ids.alias("mine"), merged_ids.alias("theirs")
+        query = (
+            select(theirs.c.distinct_id)
+            .join(mine, mine.c.person_id == theirs.c.person_id)
+            .where(mine.c.project_id == self.project_id, mine.c.distinct_id.in_(distinct_ids))
+        )
+        return sorted({*distinct_ids, *(await self.session.execute(query)).scalars()})
+
     def _changed_entities(
         self, state: ResultsMaterialization, cursor: str, rules: ExposureRules, metric: MetricQuery
     ) -> Select:
-        """Entities whose stored values may be stale: one of their relevant events was committed
-        after the stored cursor, or is dated between the stored and the current `until`."""
+        """Distinct ids whose entities' stored values may be stale: one of their relevant events
+        (merges included: a merge changes which entity events belong to) was committed after the
+        stored cursor, or is dated between the stored and the current `until`."""
         names = relevant_event_names(rules, metric)
         scope = [events.c.project_id == self.project_id]
         if names is not None:
-            scope.append(events.c.event.in_(names))
+            scope.append(events.c.event.in_([*names, *MERGE_EVENTS]))
         committed = select(events.c.distinct_id).where(
             *scope, CommittedBetween(events.c.id, events.c.ingest_txid, literal(state.cursor), literal(cursor))
         )
