@@ -1,5 +1,6 @@
 """All SQL for feature flags."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Select, bindparam, event, func, literal, or_, select, text, union, update
@@ -8,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from experiments_service.db import insert_on_conflict
 from experiments_service.models import (
+    Cohort,
+    CohortStaticMember,
     Experiment,
     FeatureFlag,
     FlagDefinitionsVersion,
@@ -160,6 +163,24 @@ class FlagRepository:
             .where(PersonDistinctId.project_id == self.project_id, PersonDistinctId.distinct_id == distinct_id)
         )
         return (await self.session.execute(query)).scalar_one_or_none() or {}
+
+    async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
+        """The project's cohorts as flag evaluation reads them (deleted ones left out)."""
+        query = select(Cohort.id, Cohort.is_static, Cohort.filters).where(
+            Cohort.project_id == self.project_id, Cohort.deleted.is_(False)
+        )
+        return {
+            cohort_id: {"is_static": is_static, "properties": (filters or {}).get("properties") or {}}
+            for cohort_id, is_static, filters in (await self.session.execute(query)).tuples()
+        }
+
+    async def static_cohort_memberships(self, distinct_id: str, cohort_ids: Iterable[int]) -> frozenset[int]:
+        """Which of these static cohorts list one of the distinct ids of this distinct id's person."""
+        query = select(CohortStaticMember.cohort_id).where(
+            CohortStaticMember.cohort_id.in_(sorted(cohort_ids)),
+            CohortStaticMember.distinct_id.in_(self._same_person(distinct_id)),
+        )
+        return frozenset((await self.session.execute(query)).scalars())
 
     async def hash_key_overrides(self, distinct_id: str) -> dict[str, str]:
         """Experience-continuity identifiers of this distinct id's person, by flag key: its own

@@ -148,9 +148,13 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
     needed = project.person_properties_needed(flags_request.flag_keys)
     missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
-    if missing_properties or continuity:
+    static_cohorts = project.static_cohorts_needed(flags_request.flag_keys)
+    memberships: frozenset[int] = frozenset()
+    if missing_properties or continuity or static_cohorts:
         async with db.transaction() as session:
             repo = FlagRepository(session, project.project_id)
+            if static_cohorts:
+                memberships = await repo.static_cohort_memberships(flags_request.distinct_id, static_cohorts)
             if missing_properties:
                 stored = await repo.person_properties(flags_request.distinct_id)
                 if stored:
@@ -170,6 +174,7 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
         hash_key_overrides=hash_key_overrides,
         anon_distinct_id=flags_request.anon_distinct_id,
         device_id=flags_request.device_id,
+        cohorts=memberships,
     )
 
 
