@@ -137,3 +137,20 @@ async def test_a_merge_of_two_exposed_persons_into_a_third_key_refreshes_all(app
     assert after["exposures"] == {"control": 0, "test": 1, "$multiple": 0}
     assert by_key(after["results"][0])["test"]["sum"] == 2.0
     assert figures(after) == await fresh_figures(app, kit, created.id)
+
+
+async def test_first_seen_keeps_the_variant_of_the_persons_first_exposure(app, kit):
+    created = await create_experiment(
+        app, kit.project_id, metrics=[mean_metric()], exposure_criteria={"multiple_variant_handling": "first_seen"}
+    )
+    flag = created.flag_key
+    await capture(
+        kit,
+        exposure("anon-9", flag, "test", 1),
+        exposure("user-9", flag, "control", 2),
+        plain("purchase", "user-9", 3),
+        identify("user-9", "anon-9", 4),
+    )
+    body = await results_for(kit, created.id)
+    assert body["exposures"] == {"control": 0, "test": 1, "$multiple": 0}
+    assert by_key(body["results"][0])["test"]["sum"] == 1.0

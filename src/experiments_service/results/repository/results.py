@@ -103,24 +103,23 @@ class ResultsRepository:
 
     # --- exposures and metrics ------------------------------------------------------------
 
-    def _merged(self, name: str):
-        """The project's distinct ids merged into a person keyed by another id (a small set)."""
-        return (
+    def _links(self) -> CTE:
+        """`(member, entity)` for every distinct id of a person with several: each merged id and
+        each such person's key, mapped to the key. A small set, whatever the number of persons."""
+        merged = (
             select(merged_ids.c.distinct_id, merged_ids.c.person_key)
             .where(merged_ids.c.project_id == self.project_id, merged_ids.c.person_key != merged_ids.c.distinct_id)
-            .subquery(name)
+            .subquery("merged_ids")
         )
+        return union(
+            select(merged.c.distinct_id.label("member"), merged.c.person_key.label("entity")),
+            select(merged.c.person_key, merged.c.person_key),
+        ).cte("person_links")
 
-    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
-        """One row per exposed person: its key (column `distinct_id`: the person's first distinct
-        id, or the event's distinct id when it has no person), first exposure time and variant (or
-        `$multiple`). A person is exposed by a flag call under any of its distinct ids.
-
-        `only` restricts the events read to those of these distinct ids.
-        """
-        merged = self._merged("exposure_persons")
-        entity = func.coalesce(merged.c.person_key, events.c.distinct_id)
-        source = events.outerjoin(merged, merged.c.distinct_id == events.c.distinct_id)
+    def _exposed_ids(self, rules: ExposureRules, only: list[str] | None) -> CTE:
+        """One row per exposed distinct id: first exposure and its lowest and highest variant (the
+        first exposure's variant, twice, under `first_seen`). Read in distinct-id order from the
+        exposure index."""
         if rules.custom_event:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
@@ -141,60 +140,104 @@ class ResultsRepository:
         if rules.first_seen:
             ranked = (
                 select(
-                    entity.label("distinct_id"),
+                    events.c.distinct_id,
                     events.c.timestamp,
                     variant.label("variant"),
                     func.row_number()
-                    .over(partition_by=entity, order_by=(events.c.timestamp, events.c.id))
+                    .over(partition_by=events.c.distinct_id, order_by=(events.c.timestamp, events.c.id))
                     .label("exposure_rank"),
                 )
-                .select_from(source)
                 .where(*conditions)
                 .subquery("ranked_exposures")
             )
             return (
-                select(ranked.c.distinct_id, ranked.c.timestamp.label("first_exposure"), ranked.c.variant)
+                select(
+                    ranked.c.distinct_id, ranked.c.timestamp.label("first_exposure"),
+                    ranked.c.variant.label("low"), ranked.c.variant.label("high"),
+                )
                 .where(ranked.c.exposure_rank == 1)
-                .cte("exposures")
+                .cte("exposed_ids")
             )
-        single_variant = func.min(variant)
         return (
             select(
-                entity.label("distinct_id"),
+                events.c.distinct_id,
                 func.min(events.c.timestamp).label("first_exposure"),
-                case((single_variant != func.max(variant), literal(MULTIPLE_VARIANTS)), else_=single_variant).label(
-                    "variant"
-                ),
+                func.min(variant).label("low"),
+                func.max(variant).label("high"),
             )
-            .select_from(source)
             .where(*conditions)
-            .group_by(entity)
-            .cte("exposures")
+            .group_by(events.c.distinct_id)
+            .cte("exposed_ids")
         )
 
-    def _members(self, exposures: CTE, name: str) -> CTE:
-        """Each exposed entity's distinct ids (`entity`, `member`): its key, and the ids merged into it."""
-        merged = self._merged(f"{name}_merged")
-        return union_all(
-            select(exposures.c.distinct_id.label("entity"), exposures.c.distinct_id.label("member")),
-            select(exposures.c.distinct_id, merged.c.distinct_id).join(
-                merged, merged.c.person_key == exposures.c.distinct_id
-            ),
-        ).cte(name)
+    @staticmethod
+    def _variant(low, high):
+        return case((low != high, literal(MULTIPLE_VARIANTS)), else_=low)
+
+    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
+        """One row per exposed person and distinct id of it: `distinct_id` (the person's key: its
+        first distinct id, or the event's distinct id when it has no other), `member` (one of its
+        distinct ids), first exposure and variant (or `$multiple`). A person is exposed by a flag
+        call under any of its distinct ids; a person with one distinct id has one row.
+
+        `only` restricts the events read to those of these distinct ids.
+        """
+        exposed, links = self._exposed_ids(rules, only), self._links()
+        alone = select(
+            exposed.c.distinct_id, exposed.c.distinct_id.label("member"), exposed.c.first_exposure,
+            self._variant(exposed.c.low, exposed.c.high).label("variant"),
+        ).where(exposed.c.distinct_id.not_in(select(links.c.member)))
+        linked = exposed.join(links, links.c.member == exposed.c.distinct_id)
+        if rules.first_seen:
+            ranked = (
+                select(
+                    links.c.entity, exposed.c.first_exposure, exposed.c.low.label("variant"),
+                    func.row_number()
+                    .over(partition_by=links.c.entity, order_by=(exposed.c.first_exposure, exposed.c.distinct_id))
+                    .label("exposure_rank"),
+                )
+                .select_from(linked)
+                .subquery("ranked_persons")
+            )
+            persons = (
+                select(ranked.c.entity, ranked.c.first_exposure, ranked.c.variant)
+                .where(ranked.c.exposure_rank == 1)
+                .subquery("exposed_persons")
+            )
+        else:
+            persons = (
+                select(
+                    links.c.entity, func.min(exposed.c.first_exposure).label("first_exposure"),
+                    self._variant(func.min(exposed.c.low), func.max(exposed.c.high)).label("variant"),
+                )
+                .select_from(linked)
+                .group_by(links.c.entity)
+                .subquery("exposed_persons")
+            )
+        members = links.alias("person_members")
+        merged = select(persons.c.entity, members.c.member, persons.c.first_exposure, persons.c.variant).join(
+            members, members.c.entity == persons.c.entity
+        )
+        return union_all(alone, merged).cte("exposures")
+
+    @staticmethod
+    def _persons_of(exposures: CTE):
+        """The exposures, one row per person (its key's own row)."""
+        return select(exposures).where(exposures.c.member == exposures.c.distinct_id).subquery("exposed")
 
     def _metric_event_conditions(
-        self, event_table, exposures, members: CTE, since, rules: ExposureRules, window: int | None
+        self, event_table, member, first_exposure, since, rules: ExposureRules, window: int | None
     ) -> list[ColumnElement[bool]]:
-        """Events by an exposed entity (any of its `members`' distinct ids), at or after `since`,
-        inside the window and the date range."""
+        """Events under the distinct id `member` of an exposed entity, at or after `since`, inside
+        the window (from `first_exposure`) and the date range."""
         conditions = [
             event_table.c.project_id == self.project_id,
-            event_table.c.distinct_id == members.c.member,
+            event_table.c.distinct_id == member,
             event_table.c.timestamp >= since,
             event_table.c.timestamp <= rules.until,
         ]
         if window is not None:
-            conditions.append(event_table.c.timestamp < PlusSeconds(exposures.c.first_exposure, literal(window)))
+            conditions.append(event_table.c.timestamp < PlusSeconds(first_exposure, literal(window)))
         return conditions
 
     @staticmethod
@@ -249,12 +292,13 @@ class ResultsRepository:
         ]
         if len(values) == 1:
             values.append(cast(null(), Float).label("value_1"))
-        members = self._members(exposures, "exposure_members")
-        joined = exposures.join(members, members.c.entity == exposures.c.distinct_id).outerjoin(
+        # One row per (entity, distinct id): each event meets the row of its own distinct id only.
+        joined = exposures.outerjoin(
             metric_events,
             and_(
                 *self._metric_event_conditions(
-                    metric_events, exposures, members, exposures.c.first_exposure, rules, metric.conversion_window_seconds
+                    metric_events, exposures.c.member, exposures.c.first_exposure, exposures.c.first_exposure, rules,
+                    metric.conversion_window_seconds,
                 ),
                 or_(*conditions),
             ),
@@ -268,15 +312,19 @@ class ResultsRepository:
     def _funnel_entity_values(
         self, exposures: CTE, rules: ExposureRules, steps: tuple[EventSource, ...], window: int | None
     ) -> Select:
-        """Ordered steps after exposure: each step's earliest event at or after the previous step's."""
+        """Ordered steps after exposure: each step's earliest event at or after the previous step's,
+        under any distinct id of the entity."""
+        persons = self._persons_of(exposures)
         previous = select(
-            exposures.c.distinct_id, exposures.c.first_exposure, exposures.c.first_exposure.label("reached_at")
+            persons.c.distinct_id, persons.c.first_exposure, persons.c.first_exposure.label("reached_at")
         ).cte("funnel_exposed")
-        members = self._members(exposures, "funnel_members")
+        members = exposures.alias("funnel_members")
         reached = []
         for index, step in enumerate(steps):
             step_events = events.alias(f"step_{index}_events")
-            conditions = self._metric_event_conditions(step_events, previous, members, previous.c.reached_at, rules, window)
+            conditions = self._metric_event_conditions(
+                step_events, members.c.member, previous.c.first_exposure, previous.c.reached_at, rules, window
+            )
             previous = (
                 select(
                     previous.c.distinct_id,
@@ -284,7 +332,7 @@ class ResultsRepository:
                     func.min(step_events.c.timestamp).label("reached_at"),
                 )
                 .select_from(
-                    previous.join(members, members.c.entity == previous.c.distinct_id).join(
+                    previous.join(members, members.c.distinct_id == previous.c.distinct_id).join(
                         step_events, and_(*conditions, self._source_condition(step_events, step))
                     )
                 )
@@ -292,13 +340,13 @@ class ResultsRepository:
                 .cte(f"funnel_step_{index}")
             )
             reached.append(previous)
-        joined = exposures
+        joined = persons
         for step in reached:
-            joined = joined.outerjoin(step, step.c.distinct_id == exposures.c.distinct_id)
+            joined = joined.outerjoin(step, step.c.distinct_id == persons.c.distinct_id)
         steps_reached = sum(case((step.c.distinct_id.is_not(None), 1), else_=0) for step in reached)
         return select(
-            exposures.c.distinct_id,
-            exposures.c.variant,
+            persons.c.distinct_id,
+            persons.c.variant,
             cast(steps_reached, Float).label("value_0"),
             cast(null(), Float).label("value_1"),
         ).select_from(joined)
@@ -479,8 +527,8 @@ class ResultsRepository:
 
     async def exposure_counts(self, rules: ExposureRules) -> dict[str, int]:
         await self._prepare()
-        exposures = self._exposures(rules)
-        query = select(exposures.c.variant, func.count()).group_by(exposures.c.variant)
+        persons = self._persons_of(self._exposures(rules))
+        query = select(persons.c.variant, func.count()).group_by(persons.c.variant)
         return {key: n for key, n in (await self.session.execute(query)).all()}
 
     async def recent_event_properties(self, event_name: str, since: datetime, limit: int) -> list[dict[str, Any]]:
