@@ -154,3 +154,31 @@ async def test_first_seen_keeps_the_variant_of_the_persons_first_exposure(app, k
     body = await results_for(kit, created.id)
     assert body["exposures"] == {"control": 0, "test": 1, "$multiple": 0}
     assert by_key(body["results"][0])["test"]["sum"] == 1.0
+
+
+async def test_timeseries_days_count_persons(app, kit):
+    """Each cumulative day counts the anonymous exposure and the identified conversion as one person."""
+    from experiments_service.results.worker import run_pending_jobs
+
+    metric = mean_metric()
+    created = await create_experiment(app, kit.project_id, end=START + timedelta(days=1, hours=1), metrics=[metric])
+    flag = created.flag_key
+    await capture(
+        kit,
+        exposure("anon-10", flag, "test", 10), identify("user-10", "anon-10", 11), plain("purchase", "user-10", 12),
+        exposure("anon-11", flag, "test", 24 * 60 + 10), plain("purchase", "user-11", 24 * 60 + 11),
+        identify("user-11", "anon-11", 24 * 60 + 12),
+    )
+    queued = await kit.client.post(
+        f"{kit.base}/experiments/{created.id}/recalculate_timeseries/",
+        json={"metric": metric, "fingerprint": metric["fingerprint"]}, headers=kit.headers,
+    )
+    assert queued.status_code == 201, queued.text
+    await run_pending_jobs(app.state.db)
+    response = await kit.client.get(
+        f"{kit.base}/experiments/{created.id}/timeseries_results/",
+        params={"metric_uuid": metric["uuid"], "fingerprint": metric["fingerprint"]}, headers=kit.headers,
+    )
+    days = response.json()["timeseries"]
+    tests = [next(item for item in days[day]["variant_results"] if item["key"] == "test") for day in sorted(days)]
+    assert [(item["number_of_samples"], item["sum"]) for item in tests] == [(1, 1.0), (2, 2.0)]
