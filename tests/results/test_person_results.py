@@ -182,3 +182,41 @@ async def test_timeseries_days_count_persons(app, kit):
     days = response.json()["timeseries"]
     tests = [next(item for item in days[day]["variant_results"] if item["key"] == "test") for day in sorted(days)]
     assert [(item["number_of_samples"], item["sum"]) for item in tests] == [(1, 1.0), (2, 2.0)]
+
+
+async def _cohort(kit, **body) -> int:
+    response = await kit.client.post(f"{kit.base}/cohorts/", json={"name": "c", **body}, headers=kit.headers)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def viewed(distinct_id: str, flag: str, variant: str, minutes: float) -> dict:
+    return plain("viewed_checkout", distinct_id, minutes, **{f"$feature/{flag}": variant})
+
+
+async def test_exposure_filters_by_cohort_count_only_members(app, kit):
+    pro = await _cohort(kit, filters={"properties": {"type": "AND", "values": [
+        {"key": "plan", "type": "person", "value": ["pro"], "operator": "exact"}]}})  # fmt: skip
+    listed = await _cohort(kit, is_static=True, distinct_ids=["listed-user"])
+    experiments = {}
+    for name, condition in (
+        ("pro", {"type": "cohort", "key": "id", "value": pro}),
+        ("not-pro", {"type": "cohort", "key": "id", "value": pro, "operator": "not_in"}),
+        ("listed", {"type": "cohort", "key": "id", "value": listed}),
+    ):
+        criteria = {"exposure_config": {"kind": "ExperimentEventExposureConfig", "event": "viewed_checkout",
+                                        "properties": [condition]}}  # fmt: skip
+        experiments[name] = await create_experiment(app, kit.project_id, metrics=[mean_metric()], exposure_criteria=criteria)
+    events = []
+    for created in experiments.values():
+        events += [viewed("anon-p", created.flag_key, "test", 1), viewed("free-user", created.flag_key, "test", 1),
+                   viewed("anon-l", created.flag_key, "control", 1)]  # fmt: skip
+    await capture(
+        kit,
+        plain("$set", "pro-user", 0, **{"$set": {"plan": "pro"}}), plain("$set", "free-user", 0, **{"$set": {"plan": "free"}}),
+        identify("pro-user", "anon-p", 0.5), identify("listed-user", "anon-l", 0.5), *events,
+    )
+    exposures = {name: (await results_for(kit, created.id))["exposures"] for name, created in experiments.items()}
+    assert exposures["pro"] == {"control": 0, "test": 1, "$multiple": 0}
+    assert exposures["not-pro"] == {"control": 1, "test": 1, "$multiple": 0}
+    assert exposures["listed"] == {"control": 1, "test": 0, "$multiple": 0}

@@ -1,6 +1,7 @@
 """All SQL for cohorts: the rows, the distinct ids of static cohorts, and the flags naming them."""
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -8,6 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.db import insert_on_conflict
 from experiments_service.models import Cohort, CohortStaticMember, FeatureFlag, User
 from experiments_service.pagination import PageRequest, fetch_page
+
+
+async def cohort_definitions(session: AsyncSession, project_id: int) -> dict[int, dict[str, Any]]:
+    """A project's live cohorts as flags and results read them: `{id: {"is_static", "properties"}}`."""
+    query = select(Cohort.id, Cohort.is_static, Cohort.filters).where(
+        Cohort.project_id == project_id, Cohort.deleted.is_(False)
+    )
+    return {
+        cohort_id: {"is_static": is_static, "properties": (filters or {}).get("properties") or {}}
+        for cohort_id, is_static, filters in (await session.execute(query)).tuples()
+    }
 
 
 class CohortRepository:

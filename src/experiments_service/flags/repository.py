@@ -7,9 +7,9 @@ from sqlalchemy import Select, bindparam, event, func, literal, or_, select, tex
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from experiments_service.cohorts.repository import cohort_definitions
 from experiments_service.db import insert_on_conflict
 from experiments_service.models import (
-    Cohort,
     CohortStaticMember,
     Experiment,
     FeatureFlag,
@@ -165,14 +165,8 @@ class FlagRepository:
         return (await self.session.execute(query)).scalar_one_or_none() or {}
 
     async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
-        """The project's cohorts as flag evaluation reads them (deleted ones left out)."""
-        query = select(Cohort.id, Cohort.is_static, Cohort.filters).where(
-            Cohort.project_id == self.project_id, Cohort.deleted.is_(False)
-        )
-        return {
-            cohort_id: {"is_static": is_static, "properties": (filters or {}).get("properties") or {}}
-            for cohort_id, is_static, filters in (await self.session.execute(query)).tuples()
-        }
+        """The project's live cohorts: `{id: {"is_static", "properties"}}`."""
+        return await cohort_definitions(self.session, self.project_id)
 
     async def static_cohort_memberships(self, distinct_id: str, cohort_ids: Iterable[int]) -> frozenset[int]:
         """Which of these static cohorts list one of the distinct ids of this distinct id's person."""

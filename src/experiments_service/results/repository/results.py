@@ -17,8 +17,11 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    exists,
+    false,
     func,
     literal,
+    not_,
     null,
     or_,
     select,
@@ -29,11 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from experiments_service.cohorts.repository import cohort_definitions
 from experiments_service.db import insert_on_conflict
 from experiments_service.events.parsing import MERGE_EVENTS
 from experiments_service.models import (
+    CohortStaticMember,
     Event,
     ExperimentMetricResult,
+    Person,
     PersonDistinctId,
     ExperimentTimeseriesRecalculation,
     Project,
@@ -124,7 +130,11 @@ class ResultsRepository:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
                 events.c.event == rules.custom_event,
-                *(property_condition(events.c.properties, item) for item in rules.custom_properties),
+                *(
+                    self._cohort_condition(item) if item.get("type") == "cohort"
+                    else property_condition(events.c.properties, item)
+                    for item in rules.custom_properties
+                ),
             ]
         else:
             variant = events.c.flag_response
@@ -169,6 +179,62 @@ class ResultsRepository:
             .group_by(events.c.distinct_id)
             .cte("exposed_ids")
         )
+
+    def _cohort_condition(self, item: dict[str, Any]) -> ColumnElement[bool]:
+        """The exposure event's person is (`in`) or is not (`not_in`) in the cohort `item["cohort"]`
+        (resolved by the service): listed under any of its distinct ids, or matching the property
+        group on its stored properties. An unknown cohort holds nobody."""
+        cohort = item.get("cohort")
+        if cohort is None:
+            member: ColumnElement[bool] = false()
+        elif cohort["is_static"]:
+            mine, theirs = merged_ids.alias("cohort_mine"), merged_ids.alias("cohort_theirs")
+            listed = select(CohortStaticMember.distinct_id).where(CohortStaticMember.cohort_id == int(item["value"]))
+            member = or_(
+                events.c.distinct_id.in_(listed),
+                exists(
+                    select(literal(1))
+                    .select_from(mine.join(theirs, theirs.c.person_id == mine.c.person_id))
+                    .where(
+                        mine.c.project_id == self.project_id, mine.c.distinct_id == events.c.distinct_id,
+                        theirs.c.distinct_id.in_(listed),
+                    )
+                ),
+            )
+        else:
+            member = self._person_matches(cohort["properties"])
+        negated = (item.get("operator") == "not_in") != (item.get("negation") is True)
+        return not_(member) if negated else member
+
+    def _person_matches(self, group: Any) -> ColumnElement[bool]:
+        """The event's person's stored properties satisfy a cohort's property group."""
+        persons = Person.__table__.alias("cohort_person")
+        ids = merged_ids.alias("cohort_ids")
+
+        def condition(entry: Any) -> ColumnElement[bool]:
+            if isinstance(entry, dict) and isinstance(entry.get("values"), list):
+                parts = [condition(value) for value in entry["values"]]
+                if not parts:
+                    return true()
+                return and_(*parts) if entry.get("type") == "AND" else or_(*parts)
+            if not isinstance(entry, dict) or not entry:
+                return true() if entry == {} else false()
+            if entry.get("type") == "cohort":
+                found = self._cohort_condition({**entry, "operator": "in"})
+            elif entry.get("type") in (None, "person"):
+                found = exists(
+                    select(literal(1))
+                    .select_from(ids.join(persons, persons.c.id == ids.c.person_id))
+                    .where(
+                        ids.c.project_id == self.project_id, ids.c.distinct_id == events.c.distinct_id,
+                        property_condition(persons.c.properties, entry),
+                    )
+                )
+            else:
+                found = false()
+            return not_(found) if entry.get("negation") is True else found
+
+        return condition(group)
 
     @staticmethod
     def _variant(low, high):
@@ -403,7 +469,9 @@ class ResultsRepository:
         state = await self._materialization(experiment_id, slot)
         key = definition_key(rules, metric)
         cursor = (await self.session.execute(select(CurrentCursor()))).scalar_one()
-        rebuild = (
+        # Cohort membership moves with person properties and lists, which no event cursor sees.
+        by_cohort = any(item.get("type") == "cohort" for item in rules.custom_properties)
+        rebuild = by_cohort or (
             state.definition_key != key or state.cursor is None or state.until is None or rules.until < state.until
         )
         changed: list[str] = []
@@ -530,6 +598,10 @@ class ResultsRepository:
         persons = self._persons_of(self._exposures(rules))
         query = select(persons.c.variant, func.count()).group_by(persons.c.variant)
         return {key: n for key, n in (await self.session.execute(query)).all()}
+
+    async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
+        """The project's live cohorts: `{id: {"is_static", "properties"}}`."""
+        return await cohort_definitions(self.session, self.project_id)
 
     async def recent_event_properties(self, event_name: str, since: datetime, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` property sets of one event name since `since`."""
