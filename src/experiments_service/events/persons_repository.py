@@ -67,7 +67,8 @@ class PersonsRepository:
             await self.session.execute(_LOCK_DISTINCT_IDS, {"keys": keys})
         for _ in range(MAX_LOCK_ATTEMPTS):
             owners = await self._owners(ids)
-            if not self._postgresql:
+            # No id has a person yet: the advisory locks keep it so, nothing to row-lock.
+            if not self._postgresql or not owners:
                 persons = await self._lock_persons(set(owners.values()))
                 break
             savepoint = await self.session.begin_nested()
