@@ -18,7 +18,7 @@ async def cohort_definitions(session: AsyncSession, project_id: int) -> dict[int
     )
     return {
         cohort_id: {"is_static": is_static, "properties": (filters or {}).get("properties") or {}}
-        for cohort_id, is_static, filters in (await session.execute(query)).tuples()
+        for cohort_id, is_static, filters in (await session.execute(query))
     }
 
 
@@ -69,7 +69,7 @@ class CohortRepository:
             .where(CohortStaticMember.cohort_id.in_(ids))
             .group_by(CohortStaticMember.cohort_id)
         )
-        return dict((await self.session.execute(query)).tuples().all())
+        return dict((await self.session.execute(query)).all())
 
     async def live_flags(self) -> list[FeatureFlag]:
         """Active, not deleted flags of the project (those a cohort deletion would break)."""

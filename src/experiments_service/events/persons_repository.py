@@ -43,7 +43,7 @@ class PersonsRepository:
         query = select(PersonDistinctId.distinct_id, PersonDistinctId.person_id).where(
             PersonDistinctId.project_id == self.project_id, PersonDistinctId.distinct_id.in_(distinct_ids)
         )
-        return dict((await self.session.execute(query)).tuples().all())
+        return dict((await self.session.execute(query)).all())
 
     async def _lock_persons(self, person_ids: set[int]) -> list[Person]:
         if not person_ids:
@@ -89,7 +89,7 @@ class PersonsRepository:
         )
         ids_of: dict[int, set[str]] = {}
         keys: dict[int, str] = {}
-        for distinct_id, person_id, person_key in (await self.session.execute(query)).tuples():
+        for distinct_id, person_id, person_key in (await self.session.execute(query)):
             ids_of.setdefault(person_id, set()).add(distinct_id)
             keys[person_id] = person_key
             self._stored[distinct_id] = (person_id, person_key)

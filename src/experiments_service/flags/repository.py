@@ -255,7 +255,7 @@ class FlagRepository(ProjectRepository):
             .order_by((HashKeyOverride.distinct_id == distinct_id).asc(), HashKeyOverride.id.desc())
         )
         # A later row overwrites an earlier one: the preferred row of each flag comes last.
-        return dict((await self.session.execute(query)).tuples().all())
+        return dict((await self.session.execute(query)).all())
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
         """Store `hash_key` for these flags unless an override exists already (first one wins).
