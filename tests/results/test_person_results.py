@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 
 from experiments_service.models import ResultsMaterialization
-from tests.results.conftest import START, by_key, create_experiment, mean_metric, results_for
+from tests.results.helpers import START, by_key, create_experiment, mean_metric, results_for
 
 
 def at(minutes: float) -> str:
