@@ -8,6 +8,7 @@ from fastapi.routing import APIRoute
 from experiments_service.approvals.router import router as approvals_router
 from experiments_service.auth.router import router as auth_router
 from experiments_service.background import start_background_services
+from experiments_service.cohorts.router import router as cohorts_router
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
@@ -34,6 +35,7 @@ def _include_routers(app: FastAPI) -> None:
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
         experiment_setup_router, results_router, experiments_router, flags_router, events_router, approvals_router,
         auth_router,
+        cohorts_router,
     ):
         app.include_router(router)
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from experiments_service.events.parsing import CapturedEvent
-from experiments_service.models import Event, EventDefinition, Person
+from experiments_service.models import Event, EventDefinition, Person, PersonDistinctId
 
 
 def event(name: str = "$pageview", distinct_id: str = "user-1", **fields: Any) -> dict[str, Any]:
@@ -26,7 +26,9 @@ async def stored_person(app, project_id: int, distinct_id: str) -> Person | None
     async with app.state.db.sessionmaker() as session:
         return (
             await session.execute(
-                select(Person).where(Person.project_id == project_id, Person.distinct_id == distinct_id)
+                select(Person)
+                .join(PersonDistinctId, PersonDistinctId.person_id == Person.id)
+                .where(PersonDistinctId.project_id == project_id, PersonDistinctId.distinct_id == distinct_id)
             )
         ).scalar_one_or_none()
 

@@ -179,15 +179,15 @@ class TestEventDefinitions:
 
 class TestAtomicity:
     async def test_a_failing_request_writes_nothing_and_forgets_nothing(self, app, kit, monkeypatch):
-        from experiments_service.events.repository import EventsRepository
+        from experiments_service.events.persons_repository import PersonsRepository
 
-        async def broken_upsert(self, changes, now):
+        async def broken_save(self, batch, now):
             raise RuntimeError("database went away")
 
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             with monkeypatch.context() as patch:
-                patch.setattr(EventsRepository, "upsert_persons", broken_upsert)
+                patch.setattr(PersonsRepository, "save", broken_save)
                 body = {"api_key": kit.project_api_key, "batch": [event("fresh_name", "mia", properties={"$set": {"a": 1}})]}
                 response = await client.post("/batch/", json=body)
             assert response.status_code == 500

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from experiments_service.models import HashKeyOverride, Person
+from experiments_service.models import HashKeyOverride
 from tests.factories import boolean_filters, create_flag, multivariate_filters
 
 VECTORS_FILE = Path(__file__).resolve().parent / "data" / "vectors-sample.json"
@@ -247,12 +247,16 @@ class TestBadInput:
         assert response.status_code == 413
 
 
+async def _set_person(client, kit, distinct_id: str, properties: dict) -> None:
+    body = {"api_key": kit.project_api_key, "batch": [{"event": "$set", "distinct_id": distinct_id, "properties": {"$set": properties}}]}
+    assert (await client.post("/batch/", json=body)).status_code == 200
+
+
 class TestStoredState:
     async def test_stored_person_properties_fill_in_and_request_overrides(self, app, client, kit):
         condition = [{"key": "plan", "value": ["pro"], "operator": "exact", "type": "person"}]
         await create_flag(kit, "pro-only", filters=boolean_filters(100, properties=condition))
-        async with app.state.db.transaction() as session:
-            session.add(Person(project_id=kit.project_id, distinct_id="stored-pro", properties={"plan": "pro"}))
+        await _set_person(client, kit, "stored-pro", {"plan": "pro"})
         base = {"token": kit.project_api_key}
         stored = (await _flags(client, {**base, "distinct_id": "stored-pro"})).json()["flags"]["pro-only"]
         assert stored["enabled"] is True
@@ -265,8 +269,7 @@ class TestStoredState:
         legacy = {"properties": [{"key": "plan", "value": ["pro"], "operator": "exact", "type": "person"}]}
         created = await client.post(f"{kit.base}/feature_flags/", json={"key": "legacy-pro", "filters": legacy}, headers=kit.headers)
         assert created.status_code == 201, created.text
-        async with app.state.db.transaction() as session:
-            session.add(Person(project_id=kit.project_id, distinct_id="legacy-pro-person", properties={"plan": "pro"}))
+        await _set_person(client, kit, "legacy-pro-person", {"plan": "pro"})
         stored = await _flags(client, {"token": kit.project_api_key, "distinct_id": "legacy-pro-person"})
         assert stored.json()["flags"]["legacy-pro"]["enabled"] is True
         unknown = await _flags(client, {"token": kit.project_api_key, "distinct_id": "legacy-nobody"})

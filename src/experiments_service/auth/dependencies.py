@@ -159,3 +159,5 @@ ExperimentRead = Annotated[ProjectContext, Depends(require_scope("experiment:rea
 ExperimentWrite = Annotated[ProjectContext, Depends(require_scope("experiment:write"))]
 FeatureFlagRead = Annotated[ProjectContext, Depends(require_scope("feature_flag:read"))]
 FeatureFlagWrite = Annotated[ProjectContext, Depends(require_scope("feature_flag:write"))]
+CohortRead = Annotated[ProjectContext, Depends(require_scope("cohort:read"))]
+CohortWrite = Annotated[ProjectContext, Depends(require_scope("cohort:write"))]

@@ -60,10 +60,13 @@ class CapturedEvent:
     person_set: dict[str, Any] | None = None
     person_set_once: dict[str, Any] | None = None
     person_unset: list[str] = field(default_factory=list)
+    # The other distinct id of `$identify` (`$anon_distinct_id`), `$create_alias` or
+    # `$merge_dangerously` (`alias`): its person merges into this event's person.
+    merge_from: str | None = None
 
     @property
     def changes_person(self) -> bool:
-        return bool(self.person_set or self.person_set_once or self.person_unset)
+        return bool(self.person_set or self.person_set_once or self.person_unset or self.merge_from is not None)
 
 
 # --- the body -------------------------------------------------------------------------------
@@ -271,6 +274,30 @@ def _merged_person_change(raw: dict[str, Any], properties: dict[str, Any], key: 
     return _without_nul(change) if b"\\u0000" in orjson.dumps(change) else change
 
 
+MERGE_EVENTS = ("$identify", "$create_alias", "$merge_dangerously")
+
+
+def _merge_from(name: str, properties: dict[str, Any]) -> str | None:
+    """The distinct id a merge event names, as PostHog reads it (`String(value)`, truncated)."""
+    if name == "$identify":
+        if "$anon_distinct_id" not in properties:
+            return None
+        value = properties["$anon_distinct_id"]
+    elif name in MERGE_EVENTS:
+        value = properties.get("alias")
+        if not value:
+            return None
+    else:
+        return None
+    if value is None or isinstance(value, bool):
+        text = {None: "null", True: "true", False: "false"}[value]
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        return None  # an object or a list: PostHog's `String()` of it is an illegal id anyway
+    return text.replace("\x00", "")[:MAX_DISTINCT_ID_LENGTH]
+
+
 def _flag_value(value: Any) -> str | None:
     if value is None:
         return None
@@ -333,9 +360,10 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
     person_set = _merged_person_change(raw, properties, "$set")
     person_set_once = _merged_person_change(raw, properties, "$set_once")
     unset = properties.get("$unset")
+    merge_from = _merge_from(name, properties)
     if properties.get("$process_person_profile") is False:
         # Personless events (the SDKs send them without a distinct id of the user's) touch no person.
-        person_set = person_set_once = unset = None
+        person_set = person_set_once = unset = merge_from = None
     if b"\\u0000" in encoded:
         properties = _without_nul(properties)
     return CapturedEvent(
@@ -349,32 +377,5 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
         person_set=person_set,
         person_set_once=person_set_once,
         person_unset=[key.replace("\x00", "") for key in unset if isinstance(key, str)] if isinstance(unset, list) else [],
+        merge_from=merge_from,
     )
-
-
-@dataclass(slots=True)
-class PersonChange:
-    """The net effect of a run of `$set`/`$set_once`/`$unset` on one person, whatever it held.
-
-    `initial` is what a person with no properties ends up with; keys in `replaced` were set or
-    unset, so the stored value no longer matters. Any stored properties become
-    `{**initial, **(stored without replaced keys)}`: a stored value wins only where `$set_once`
-    would have kept it. That lets PostgreSQL merge in one statement without reading rows back.
-    """
-
-    initial: dict[str, Any] = field(default_factory=dict)
-    replaced: set[str] = field(default_factory=set)
-
-    def add(self, event: CapturedEvent) -> None:
-        """Apply one event's changes in PostHog's order: `$set_once`, then `$set`, then `$unset`."""
-        for key, value in (event.person_set_once or {}).items():
-            self.initial.setdefault(key, value)
-        for key, value in (event.person_set or {}).items():
-            self.initial[key] = value
-            self.replaced.add(key)
-        for key in event.person_unset:
-            self.initial.pop(key, None)
-            self.replaced.add(key)
-
-    def applied_to(self, stored: dict[str, Any]) -> dict[str, Any]:
-        return {**self.initial, **{key: value for key, value in stored.items() if key not in self.replaced}}

@@ -1,17 +1,16 @@
-"""SQL for captured events, persons and event definitions: bulk statements, one per table."""
+"""SQL for captured events and event definitions: bulk statements, one per table."""
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.db import insert_on_conflict
-from experiments_service.events.parsing import CapturedEvent, PersonChange
-from experiments_service.models import Event, EventDefinition, Person
+from experiments_service.events.parsing import CapturedEvent
+from experiments_service.models import Event, EventDefinition
 
 
 _INSERT_EVENTS_FROM_ARRAYS = text(
@@ -26,31 +25,6 @@ _INSERT_EVENTS_FROM_ARRAYS = text(
     ORDER BY position
     ON CONFLICT (project_id, uuid) DO NOTHING
     RETURNING uuid
-    """
-)
-
-
-# New persons get `initial`; existing ones keep their values only for keys not replaced (see
-# `PersonChange`). jsonb's `||` lets its right side win, and `-` drops the replaced keys.
-_UPSERT_PERSONS_FROM_ARRAYS = text(
-    """
-    WITH change AS (
-        SELECT distinct_id, initial, replaced
-        FROM unnest(CAST(:distinct_ids AS text[]), CAST(:initials AS text[]), CAST(:replaced AS text[]))
-            AS change (distinct_id, initial, replaced)
-    )
-    INSERT INTO persons (project_id, distinct_id, properties, created_at, updated_at)
-    SELECT :project_id, distinct_id, CAST(initial AS json), :now, :now FROM change ORDER BY distinct_id
-    ON CONFLICT (project_id, distinct_id) DO UPDATE SET
-        properties = CAST(
-            CAST(excluded.properties AS jsonb) || (
-                COALESCE(CAST(persons.properties AS jsonb), '{}'::jsonb) - ARRAY(
-                    SELECT jsonb_array_elements_text(CAST(change.replaced AS jsonb))
-                    FROM change WHERE change.distinct_id = excluded.distinct_id
-                )
-            ) AS json
-        ),
-        updated_at = excluded.updated_at
     """
 )
 
@@ -129,61 +103,3 @@ class EventsRepository:
             index_elements=["project_id", "name"], set_={"last_seen_at": statement.excluded.last_seen_at}
         )
         await self.session.execute(statement, rows)
-
-    async def upsert_persons(self, changes: dict[str, PersonChange], now: datetime) -> None:
-        """Create or update the persons of a batch, in distinct-id order."""
-        if not changes:
-            return
-        if self.session.get_bind().dialect.name == "postgresql":
-            ordered = sorted(changes)
-            await self.session.execute(
-                _UPSERT_PERSONS_FROM_ARRAYS,
-                {
-                    "project_id": self.project_id,
-                    "now": now,
-                    "distinct_ids": ordered,
-                    "initials": [orjson.dumps(changes[key].initial).decode() for key in ordered],
-                    "replaced": [orjson.dumps(sorted(changes[key].replaced)).decode() for key in ordered],
-                },
-            )
-            return
-        created = await self._insert_new_persons({key: change.initial for key, change in changes.items()}, now)
-        updates = []
-        for person_id, distinct_id, stored in await self._persons_for_update(set(changes) - created):
-            merged = changes[distinct_id].applied_to(stored)
-            if merged != stored:
-                updates.append({"id": person_id, "properties": merged, "updated_at": now})
-        if updates:
-            await self.session.execute(update(Person), updates)
-
-    async def _insert_new_persons(self, properties_by_id: dict[str, dict[str, Any]], now: datetime) -> set[str]:
-        """Insert persons not stored yet; returns the distinct ids that were new."""
-        rows = [
-            {
-                "project_id": self.project_id,
-                "distinct_id": distinct_id,
-                "properties": properties_by_id[distinct_id],
-                "created_at": now,
-                "updated_at": now,
-            }
-            for distinct_id in sorted(properties_by_id)
-        ]
-        statement = (
-            self._insert(Person)
-            .on_conflict_do_nothing(index_elements=["project_id", "distinct_id"])
-            .returning(Person.__table__.c.distinct_id)
-        )
-        return set((await self.session.execute(statement, rows)).scalars())
-
-    async def _persons_for_update(self, distinct_ids: Iterable[str]) -> list[tuple[int, str, dict[str, Any]]]:
-        """Existing persons as (id, distinct_id, properties), locked in distinct-id order."""
-        ids = sorted(set(distinct_ids))
-        if not ids:
-            return []
-        rows = await self.session.execute(
-            select(Person.id, Person.distinct_id, Person.properties)
-            .where(Person.project_id == self.project_id, Person.distinct_id.in_(ids))
-            .order_by(Person.distinct_id)
-            .with_for_update()
-        )
-        return [(row.id, row.distinct_id, row.properties or {}) for row in rows]

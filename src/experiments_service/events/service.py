@@ -15,13 +15,14 @@ from experiments_service.errors import InvalidProjectAPIKey, NotAuthenticated
 from experiments_service.events.parsing import (
     CapturedEvent,
     DroppedEvent,
-    PersonChange,
     decode_body,
     normalise_event,
     raw_events,
     request_sent_at,
     request_token,
 )
+from experiments_service.events.persons import PersonsBatch
+from experiments_service.events.persons_repository import PersonsRepository
 from experiments_service.events.repository import EventsRepository
 from experiments_service.models import utcnow
 
@@ -105,14 +106,16 @@ class CaptureService:
         return project_id
 
     async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:
-        """One bulk statement per table, in a fixed table order (events, definitions, persons)."""
+        """Bulk statements in a fixed table order (events, persons, definitions), so concurrent
+        requests lock rows in one order. Persons go before definitions because their locking may
+        use a savepoint, whose release must not count as the commit `_record_names` waits for."""
         if not events:
             return 0
         repository = EventsRepository(self.session, project_id)
         stored = await repository.insert_events(events, now)
         new_events = [event for event in events if event.uuid in stored]
-        await self._record_names(repository, {event.event for event in new_events}, now)
         await self._update_persons(repository, [event for event in new_events if event.changes_person], now)
+        await self._record_names(repository, {event.event for event in new_events}, now)
         return len(new_events)
 
     async def _record_names(self, repository: EventsRepository, names: set[str], now: datetime) -> None:
@@ -128,8 +131,13 @@ class CaptureService:
             )
 
     async def _update_persons(self, repository: EventsRepository, events: list[CapturedEvent], now: datetime) -> None:
-        """Fold each person's `$set`/`$set_once`/`$unset` in batch order, then write them at once."""
-        changes: dict[str, PersonChange] = {}
+        """Apply `$set`/`$set_once`/`$unset` and merges in batch order to the persons involved,
+        loaded and locked first, then write the outcome at once."""
+        if not events:
+            return
+        persons = PersonsRepository(self.session, repository.project_id)
+        involved = {event.distinct_id for event in events} | {event.merge_from for event in events if event.merge_from}
+        batch = PersonsBatch.of(await persons.load_for_update(involved))
         for event in events:
-            changes.setdefault(event.distinct_id, PersonChange()).add(event)
-        await repository.upsert_persons(changes, now)
+            batch.apply(event)
+        await persons.save(batch, now)

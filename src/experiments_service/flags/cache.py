@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from experiments_service.auth.keys import plausible_project_key
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.db import Database
+from experiments_service.flags.cohorts import person_property_keys, referenced_cohorts
 from experiments_service.flags.evaluation import CompiledFlags, FlagResult
 from experiments_service.flags.groups import GroupTypes
 from experiments_service.flags.repository import CHANGED_PROJECTS, DEFINITIONS_CHANNEL, FlagRepository
@@ -53,6 +54,8 @@ class FlagFacts:
     has_experiment: bool
     continuity: bool
     person_properties: frozenset[str]
+    # Static cohorts the flag's conditions test (membership is looked up per request).
+    static_cohorts: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True)
@@ -82,6 +85,11 @@ class ProjectFlags:
             return self.all_person_properties
         return frozenset().union(*(self.facts[k].person_properties for k in keys if k in self.facts))
 
+    def static_cohorts_needed(self, keys: Iterable[str] | None) -> frozenset[int]:
+        """Static cohorts whose membership these flags (default: all) need."""
+        facts = self.facts.values() if keys is None else [self.facts[k] for k in keys if k in self.facts]
+        return frozenset().union(*(fact.static_cohorts for fact in facts))
+
     def continuity_flags(self, keys: Iterable[str] | None) -> list[str]:
         """Keys of the active flags (among `keys`) that keep experience continuity."""
         if keys is None:
@@ -104,11 +112,34 @@ def _person_property_keys(flag_key: str, filters: Mapping[str, Any]) -> frozense
     return frozenset(keys)
 
 
+def _flag_cohorts(filters: Mapping[str, Any], cohorts: Mapping[int, Mapping[str, Any]]) -> set[int]:
+    """Cohorts a flag's conditions name, with the cohorts those name in turn (known ones only)."""
+    groups = filters.get("groups") if "groups" in filters else [{"properties": filters.get("properties")}]
+    pending = set().union(
+        *(referenced_cohorts(group.get("properties")) for group in groups or [] if isinstance(group, dict))
+    )
+    found: set[int] = set()
+    while pending:
+        cohort = pending.pop()
+        if cohort in cohorts and cohort not in found:
+            found.add(cohort)
+            pending |= referenced_cohorts(cohorts[cohort].get("properties"))
+    return found
+
+
 def build_project_flags(
-    project_id: int, version: int, flags: list[dict[str, Any]], group_type_mapping: dict[str, str], experiment_flag_ids: set[int]
+    project_id: int,
+    version: int,
+    flags: list[dict[str, Any]],
+    group_type_mapping: dict[str, str],
+    experiment_flag_ids: set[int],
+    cohorts: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> ProjectFlags:
-    """Compile one project's live flags (dicts in the MinimalFeatureFlag shape)."""
-    compiled = CompiledFlags(flags, {int(index): name for index, name in group_type_mapping.items()})
+    """Compile one project's live flags (dicts in the MinimalFeatureFlag shape) with its cohorts
+    (`{id: {"is_static": bool, "properties": <property group>}}`, deleted ones left out)."""
+    cohorts = cohorts or {}
+    compiled = CompiledFlags(flags, {int(index): name for index, name in group_type_mapping.items()}, cohorts)
+    used = {flag["key"]: _flag_cohorts(flag["filters"] or {}, cohorts) for flag in flags}
     facts = {
         flag["key"]: FlagFacts(
             id=flag["id"],
@@ -116,17 +147,27 @@ def build_project_flags(
             description=flag["name"],
             has_experiment=flag["id"] in experiment_flag_ids,
             continuity=bool(flag["ensure_experience_continuity"]),
-            person_properties=_person_property_keys(flag["key"], flag["filters"] or {}),
+            person_properties=_person_property_keys(flag["key"], flag["filters"] or {}).union(
+                *(person_property_keys(cohorts[cohort].get("properties")) for cohort in used[flag["key"]])
+            ),
+            static_cohorts=frozenset(cohort for cohort in used[flag["key"]] if cohorts[cohort].get("is_static")),
         )
         for flag in flags
         if flag["active"] and not flag["deleted"]
     }
+    served = [flag for flag in flags if flag["evaluation_runtime"] != "client"]
+    # Local-evaluation SDKs read dynamic cohorts' property groups by id; static ones need the server.
+    local_cohorts = {
+        str(cohort): cohorts[cohort].get("properties") or {}
+        for cohort in sorted(set().union(*(used[flag["key"]] for flag in served)))
+        if not cohorts[cohort].get("is_static")
+    }
     # Server SDKs poll these; flags restricted to client runtimes are not theirs to evaluate.
     body = orjson.dumps(
         {
-            "flags": [flag for flag in flags if flag["evaluation_runtime"] != "client"],
+            "flags": served,
             "group_type_mapping": group_type_mapping,
-            "cohorts": {},
+            "cohorts": local_cohorts,
         }
     )
     etag = '"' + hashlib.sha1(body).hexdigest() + '"'
@@ -214,12 +255,14 @@ class FlagCache:
             flags = await repo.live_flags()
             mapping = await GroupTypes(session, project_id).mapping()
             experiments = await repo.experiment_ids_by_flag([flag.id for flag in flags])
+            cohorts = await repo.cohort_definitions()
         entry = build_project_flags(
             project_id,
             version,
             [MinimalFeatureFlag.of(flag).model_dump() for flag in flags],
             mapping,
             {flag_id for flag_id, ids in experiments.items() if ids},
+            cohorts,
         )
         if self._evictions.get(project_id, 0) == evictions:
             self._entries[project_id] = entry

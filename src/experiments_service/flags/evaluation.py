@@ -5,8 +5,9 @@
 request is a tight loop over plain data: no I/O, no database, no async.
 
 Choices where the server depends on data we do not evaluate here:
-- Cohort filters (`type: cohort`) never match: definitions carry only the cohort id, and
-  membership needs the person store, so a condition that requires a cohort is not met.
+- Cohort filters (`type: cohort`, operator `in` or `not_in`) test the compiled cohorts
+  (`flags.cohorts`): dynamic ones against the person properties, static ones against the
+  memberships the request context carries. An unknown or deleted cohort never matches.
 - A flag that depends, directly or through other flags, on a flag that is missing, deleted
   or part of a cycle evaluates to false with `missing_dependency`. An inactive dependency is
   present and evaluates to false.
@@ -20,6 +21,7 @@ from datetime import datetime
 from hashlib import sha1
 from typing import Any
 
+from experiments_service.flags.cohorts import CohortMatcher, CohortRules
 from experiments_service.flags.hashing import (
     HOLDOUT_PREFIX,
     LONG_SCALE,
@@ -84,6 +86,8 @@ class EvaluationContext:
     anon_distinct_id: str | None = None
     device_id: str | None = None
     now: datetime | None = None
+    # Ids of the static cohorts the person belongs to (dynamic ones are computed from properties).
+    cohorts: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,7 @@ class _Condition:
 
     __slots__ = (
         "index", "filters", "dependencies", "threshold", "variant", "group", "grouped", "needs_cohort",
-        "plain", "matchers", "matches",
+        "cohorts", "plain", "matchers", "matches",
     )  # fmt: skip
 
     def __init__(
@@ -183,13 +187,14 @@ class _Condition:
         self.group = group_names.get(_as_index(aggregation)) if self.grouped else None
         filters: list[tuple[str | None, Matcher]] = []
         dependencies: list[tuple[int, Any]] = []
-        self.needs_cohort = False
+        cohorts: list[tuple[CohortMatcher, bool]] = []
         for prop in _list(raw.get("properties")):
             if not isinstance(prop, Mapping):
                 continue
             kind = prop.get("type")
             if kind == "cohort":
-                self.needs_cohort = True
+                negated = (prop.get("operator") == "not_in") != (prop.get("negation") is True)
+                cohorts.append((resolve.cohorts.matcher(prop.get("value")), negated))
             elif kind == "flag":
                 dependencies.append((resolve(prop), prop.get("value")))
             else:
@@ -201,6 +206,8 @@ class _Condition:
                 filters.append((source, compile_property(prop)))
         self.filters = tuple(filters)
         self.dependencies = tuple(dependencies)
+        self.cohorts = tuple(cohorts)
+        self.needs_cohort = bool(cohorts)
         # Person filters only, bucketed by person: the common case, checked inline by the walk.
         self.plain = not self.grouped and not dependencies and not self.needs_cohort and all(
             source is None for source, _ in filters
@@ -214,8 +221,9 @@ class _Condition:
     def properties_match(
         self, ctx: EvaluationContext, values: list[Any], now: datetime | None
     ) -> bool:
-        if self.needs_cohort:
-            return False
+        for member, negated in self.cohorts:
+            if member(ctx.person_properties, now, ctx.cohorts) == negated:
+                return False
         for target, expected in self.dependencies:
             if target < 0 or not _dependency_matches(expected, values[target]):
                 return False
@@ -232,8 +240,8 @@ class _Condition:
 class _Resolver:
     """Resolves `flag_evaluates_to` keys (flag key, or id as int or string) to plan positions."""
 
-    def __init__(self, by_key: Mapping[str, int], by_id: Mapping[str, int]) -> None:
-        self.by_key, self.by_id = by_key, by_id
+    def __init__(self, by_key: Mapping[str, int], by_id: Mapping[str, int], cohorts: CohortRules) -> None:
+        self.by_key, self.by_id, self.cohorts = by_key, by_id, cohorts
 
     def __call__(self, prop: Mapping[str, Any]) -> int:
         reference = prop.get("key")
@@ -479,7 +487,10 @@ class CompiledFlags:
     """Immutable, pre-processed definitions of one project (built once, evaluated many times)."""
 
     def __init__(
-        self, flags: Sequence[Mapping[str, Any]], group_type_mapping: Mapping[int, str] | None = None
+        self,
+        flags: Sequence[Mapping[str, Any]],
+        group_type_mapping: Mapping[int, str] | None = None,
+        cohorts: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> None:
         group_names = {
             index: name
@@ -490,7 +501,7 @@ class CompiledFlags:
         plans = [_Flag(definition, position) for position, definition in enumerate(live)]
         by_key = {plan.key: plan.position for plan in plans}
         by_id = {str(plan.definition["id"]): plan.position for plan in plans if plan.definition.get("id") is not None}
-        resolve = _Resolver(by_key, by_id)
+        resolve = _Resolver(by_key, by_id, CohortRules(cohorts))
         for plan in plans:
             plan.compile(group_names, resolve)
         for plan in plans:

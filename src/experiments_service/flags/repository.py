@@ -4,18 +4,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, event, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, bindparam, event, func, literal, or_, select, text, union, update
 from sqlalchemy.orm import Session
 
+from experiments_service.cohorts.repository import cohort_definitions
 from experiments_service.db import insert_on_conflict
 from experiments_service.flags.validation import CONTROL
 from experiments_service.models import (
+    CohortStaticMember,
     Experiment,
     FeatureFlag,
     FlagDefinitionsVersion,
     GroupTypeMapping,
     HashKeyOverride,
     Person,
+    PersonDistinctId,
 )
 from experiments_service.repository import ProjectRepository
 
@@ -209,17 +212,50 @@ class FlagRepository(ProjectRepository):
         """
         self.session.info.setdefault(CHANGED_PROJECTS, set()).add(self.project_id)
 
+    def _same_person(self, distinct_id: str):
+        """The distinct ids of this distinct id's person (itself when it has no person)."""
+        mine, theirs = PersonDistinctId.__table__.alias("mine"), PersonDistinctId.__table__.alias("theirs")
+        merged = (
+            select(theirs.c.distinct_id)
+            .join(mine, mine.c.person_id == theirs.c.person_id)
+            .where(mine.c.project_id == self.project_id, mine.c.distinct_id == distinct_id)
+        )
+        return union(merged, select(literal(distinct_id)))
+
     async def person_properties(self, distinct_id: str) -> dict[str, Any]:
-        """Stored properties of the person with this distinct id (empty when unknown)."""
-        query = select(Person.properties).where(Person.project_id == self.project_id, Person.distinct_id == distinct_id)
+        """Stored properties of the person this distinct id belongs to (empty when unknown)."""
+        query = (
+            select(Person.properties)
+            .join(PersonDistinctId, PersonDistinctId.person_id == Person.id)
+            .where(PersonDistinctId.project_id == self.project_id, PersonDistinctId.distinct_id == distinct_id)
+        )
         return (await self.session.execute(query)).scalar_one_or_none() or {}
 
-    async def hash_key_overrides(self, distinct_id: str) -> dict[str, str]:
-        """Experience-continuity identifiers stored for this distinct id, by flag key."""
-        query = select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key).where(
-            HashKeyOverride.project_id == self.project_id, HashKeyOverride.distinct_id == distinct_id
+    async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
+        """The project's live cohorts: `{id: {"is_static", "properties"}}`."""
+        return await cohort_definitions(self.session, self.project_id)
+
+    async def static_cohort_memberships(self, distinct_id: str, cohort_ids: Iterable[int]) -> frozenset[int]:
+        """Which of these static cohorts list one of the distinct ids of this distinct id's person."""
+        query = select(CohortStaticMember.cohort_id).where(
+            CohortStaticMember.cohort_id.in_(sorted(cohort_ids)),
+            CohortStaticMember.distinct_id.in_(self._same_person(distinct_id)),
         )
-        return {key: hash_key for key, hash_key in (await self.session.execute(query)).all()}
+        return frozenset((await self.session.execute(query)).scalars())
+
+    async def hash_key_overrides(self, distinct_id: str) -> dict[str, str]:
+        """Experience-continuity identifiers of this distinct id's person, by flag key: its own
+        first, then those of the person's other distinct ids, oldest first."""
+        query = (
+            select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key)
+            .where(
+                HashKeyOverride.project_id == self.project_id,
+                HashKeyOverride.distinct_id.in_(self._same_person(distinct_id)),
+            )
+            .order_by((HashKeyOverride.distinct_id == distinct_id).asc(), HashKeyOverride.id.desc())
+        )
+        # A later row overwrites an earlier one: the preferred row of each flag comes last.
+        return dict((await self.session.execute(query)).all())
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
         """Store `hash_key` for these flags unless an override exists already (first one wins).

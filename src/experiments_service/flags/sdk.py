@@ -144,10 +144,12 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
     needed = project.person_properties_needed(flags_request.flag_keys)
     missing_properties = bool(needed) and not needed <= person_properties.keys()
     continuity = project.continuity_flags(flags_request.flag_keys)
+    static_cohorts = project.static_cohorts_needed(flags_request.flag_keys)
     degraded = False
+    memberships: frozenset[int] = frozenset()
     try:
-        person_properties, hash_key_overrides = await _stored_context(
-            db, project, flags_request, missing_properties, continuity
+        person_properties, hash_key_overrides, memberships = await _stored_context(
+            db, project, flags_request, missing_properties, continuity, static_cohorts
         )
     except Exception as error:
         if not is_database_unavailable(error):
@@ -162,6 +164,7 @@ async def _context(db: Database, project: ProjectFlags, flags_request: FlagsRequ
         hash_key_overrides=hash_key_overrides,
         anon_distinct_id=flags_request.anon_distinct_id,
         device_id=flags_request.device_id,
+        cohorts=memberships,
     )
     return context, degraded
 
@@ -171,16 +174,24 @@ def _without_nul(value: str) -> str:
 
 
 async def _stored_context(
-    db: Database, project: ProjectFlags, flags_request: FlagsRequest, missing_properties: bool, continuity: list[str]
-) -> tuple[dict[str, Any], dict[str, str]]:
+    db: Database,
+    project: ProjectFlags,
+    flags_request: FlagsRequest,
+    missing_properties: bool,
+    continuity: list[str],
+    static_cohorts: frozenset[int],
+) -> tuple[dict[str, Any], dict[str, str], frozenset[int]]:
     person_properties = flags_request.person_properties
     hash_key_overrides: dict[str, str] = {}
-    if missing_properties or continuity:
+    memberships: frozenset[int] = frozenset()
+    if missing_properties or continuity or static_cohorts:
         # Ids lose NUL for the database (no text column holds one; capture strips it too, and
         # keeps 200 characters of a person's id); hashing still uses the ids as sent.
         distinct_id = _without_nul(flags_request.distinct_id)
         async with db.transaction() as session:
             repo = FlagRepository(session, project.project_id)
+            if static_cohorts:
+                memberships = await repo.static_cohort_memberships(distinct_id[:MAX_DISTINCT_ID_LENGTH], static_cohorts)
             if missing_properties:
                 stored = await repo.person_properties(distinct_id[:MAX_DISTINCT_ID_LENGTH])
                 if stored:
@@ -192,7 +203,7 @@ async def _stored_context(
                 if anon and missing and anon != distinct_id:
                     await repo.add_hash_key_overrides(distinct_id, anon, missing)
                     hash_key_overrides = {**hash_key_overrides, **{key: anon for key in missing}}
-    return person_properties, hash_key_overrides
+    return person_properties, hash_key_overrides, memberships
 
 
 async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFlags, dict[str, FlagResult], bool]:

@@ -2,8 +2,9 @@
 
 from experiments_service.models.approvals import ActivityLog, Approval, ApprovalPolicy, ChangeRequest
 from experiments_service.models.base import Base, utcnow
+from experiments_service.models.cohorts import Cohort, CohortStaticMember
 from experiments_service.models.core import PersonalAPIKey, Project, ProjectMember, RateLimitCounter, User
-from experiments_service.models.events import Event, EventDefinition, Person
+from experiments_service.models.events import Event, EventDefinition, Person, PersonDistinctId
 from experiments_service.models.experiments import (
     Experiment,
     ExperimentHoldout,
@@ -23,6 +24,8 @@ __all__ = [
     "ApprovalPolicy",
     "Base",
     "ChangeRequest",
+    "Cohort",
+    "CohortStaticMember",
     "Event",
     "EventDefinition",
     "Experiment",
@@ -37,6 +40,7 @@ __all__ = [
     "GroupTypeMapping",
     "HashKeyOverride",
     "Person",
+    "PersonDistinctId",
     "PersonalAPIKey",
     "Project",
     "ProjectMember",

@@ -1,10 +1,10 @@
-"""Captured events, persons (per distinct_id) and the event names a project has seen."""
+"""Captured events, persons with their distinct ids, and the event names a project has seen."""
 
 from uuid import UUID
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, FetchedValue, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, BigIntPK, utcnow
@@ -56,15 +56,42 @@ class Event(Base):
 
 
 class Person(Base):
+    """A person: properties shared by all its distinct ids (`PersonDistinctId`), merged by PostHog's rules."""
+
     __tablename__ = "persons"
-    __table_args__ = (UniqueConstraint("project_id", "distinct_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_identified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PersonDistinctId(Base):
+    """Which person a distinct id belongs to. `person_key` is the first distinct id of that
+    person (the key results aggregate by): equal to `distinct_id` until a merge moves the row."""
+
+    __tablename__ = "person_distinct_ids"
+    __table_args__ = (
+        UniqueConstraint("project_id", "distinct_id"),
+        Index("ix_person_distinct_ids_person", "person_id"),
+        # Results join events to merged distinct ids only: a small index, whatever the persons count.
+        Index(
+            "ix_person_distinct_ids_merged",
+            "project_id",
+            "person_key",
+            "distinct_id",
+            postgresql_where=text("person_key <> distinct_id"),
+            sqlite_where=text("person_key <> distinct_id"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     distinct_id: Mapped[str] = mapped_column(String(400))
-    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    person_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("persons.id", ondelete="CASCADE"))
+    person_key: Mapped[str] = mapped_column(String(400))
 
 
 class EventDefinition(Base):

@@ -83,6 +83,10 @@ def property_filters(properties: Any, where: str) -> tuple[dict[str, Any], ...]:
     if not isinstance(properties, list) or not all(isinstance(item, dict) for item in properties):
         raise MetricDefinitionError(f"{where}: properties must be a list of property filters.")
     for item in properties:
+        if item.get("type") == "cohort":
+            if (item.get("operator") or "in") not in ("in", "not_in"):
+                raise MetricDefinitionError(f"{where}: cohort operator '{item.get('operator')}' is not supported.")
+            continue
         operator = item.get("operator") or "exact"
         if operator not in SUPPORTED_OPERATORS:
             raise MetricDefinitionError(f"{where}: property operator '{operator}' is not supported.")
@@ -194,6 +198,7 @@ class ResultsService:
             custom_event = config["event"]
             try:
                 custom_properties = property_filters(config.get("properties"), "exposure_config")
+                custom_properties = await self._with_cohorts(custom_properties)
             except MetricDefinitionError as error:
                 raise ValidationError(str(error), attr="exposure_criteria") from None
         rules = ExposureRules(
@@ -206,6 +211,31 @@ class ResultsService:
             custom_properties=custom_properties,
         )
         return rules, split
+
+    async def _with_cohorts(self, properties: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        """Exposure filters with each cohort filter carrying its cohort's definition (`cohort`:
+        `{"is_static", "properties"}`, nested cohorts resolved the same way; None when unknown)."""
+        if not any(item.get("type") == "cohort" for item in properties):
+            return properties
+        definitions = await self.repository.cohort_definitions()
+
+        def resolved(entry: Any, seen: frozenset[int]) -> Any:
+            if isinstance(entry, dict) and isinstance(entry.get("values"), list):
+                return {**entry, "values": [resolved(value, seen) for value in entry["values"]]}
+            if not isinstance(entry, dict):
+                return entry
+            if entry.get("type") == "cohort":
+                cohort_id = _as_int(entry.get("value"))
+                definition = definitions.get(cohort_id) if cohort_id not in seen else None
+                if definition is not None and not definition["is_static"]:
+                    definition = {**definition, "properties": resolved(definition["properties"], seen | {cohort_id})}
+                return {**entry, "cohort": definition}
+            operator = entry.get("operator") or "exact"
+            if operator not in SUPPORTED_OPERATORS:
+                raise MetricDefinitionError(f"exposure_config: cohort property operator '{operator}' is not supported.")
+            return entry
+
+        return tuple(resolved(item, frozenset()) for item in properties)
 
     async def metric_result(
         self, experiment: Experiment, metric: ExperimentMetric, rules: ExposureRules, baseline_key: str, *, live: bool

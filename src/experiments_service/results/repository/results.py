@@ -17,21 +17,30 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    exists,
+    false,
     func,
     literal,
+    not_,
     null,
     or_,
     select,
     text,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from experiments_service.cohorts.repository import cohort_definitions
 from experiments_service.db import insert_on_conflict
+from experiments_service.events.parsing import MERGE_EVENTS
 from experiments_service.models import (
+    CohortStaticMember,
     Event,
     ExperimentMetricResult,
+    Person,
+    PersonDistinctId,
     ExperimentTimeseriesRecalculation,
     Project,
     ResultsEntityValue,
@@ -62,6 +71,7 @@ from experiments_service.results.statistics import VariantAggregate
 MAX_ENTITIES_REFRESHED = 20_000
 
 events = Event.__table__
+merged_ids = PersonDistinctId.__table__
 
 
 def _moved_totals(
@@ -99,16 +109,32 @@ class ResultsRepository:
 
     # --- exposures and metrics ------------------------------------------------------------
 
-    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
-        """One row per exposed distinct_id: first exposure time and variant (or `$multiple`).
+    def _links(self) -> CTE:
+        """`(member, entity)` for every distinct id of a person with several: each merged id and
+        each such person's key, mapped to the key. A small set, whatever the number of persons."""
+        merged = (
+            select(merged_ids.c.distinct_id, merged_ids.c.person_key)
+            .where(merged_ids.c.project_id == self.project_id, merged_ids.c.person_key != merged_ids.c.distinct_id)
+            .subquery("merged_ids")
+        )
+        return union(
+            select(merged.c.distinct_id.label("member"), merged.c.person_key.label("entity")),
+            select(merged.c.person_key, merged.c.person_key),
+        ).cte("person_links")
 
-        `only` restricts the rows to those distinct_ids.
-        """
+    def _exposed_ids(self, rules: ExposureRules, only: list[str] | None) -> CTE:
+        """One row per exposed distinct id: first exposure and its lowest and highest variant (the
+        first exposure's variant, twice, under `first_seen`). Read in distinct-id order from the
+        exposure index."""
         if rules.custom_event:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
                 events.c.event == rules.custom_event,
-                *(property_condition(events.c.properties, item) for item in rules.custom_properties),
+                *(
+                    self._cohort_condition(item) if item.get("type") == "cohort"
+                    else property_condition(events.c.properties, item)
+                    for item in rules.custom_properties
+                ),
             ]
         else:
             variant = events.c.flag_response
@@ -135,36 +161,149 @@ class ResultsRepository:
                 .subquery("ranked_exposures")
             )
             return (
-                select(ranked.c.distinct_id, ranked.c.timestamp.label("first_exposure"), ranked.c.variant)
+                select(
+                    ranked.c.distinct_id, ranked.c.timestamp.label("first_exposure"),
+                    ranked.c.variant.label("low"), ranked.c.variant.label("high"),
+                )
                 .where(ranked.c.exposure_rank == 1)
-                .cte("exposures")
+                .cte("exposed_ids")
             )
-        single_variant = func.min(variant)
         return (
             select(
                 events.c.distinct_id,
                 func.min(events.c.timestamp).label("first_exposure"),
-                case((single_variant != func.max(variant), literal(MULTIPLE_VARIANTS)), else_=single_variant).label(
-                    "variant"
-                ),
+                func.min(variant).label("low"),
+                func.max(variant).label("high"),
             )
             .where(*conditions)
             .group_by(events.c.distinct_id)
-            .cte("exposures")
+            .cte("exposed_ids")
         )
 
+    def _cohort_condition(self, item: dict[str, Any]) -> ColumnElement[bool]:
+        """The exposure event's person is (`in`) or is not (`not_in`) in the cohort `item["cohort"]`
+        (resolved by the service): listed under any of its distinct ids, or matching the property
+        group on its stored properties. An unknown cohort holds nobody."""
+        cohort = item.get("cohort")
+        if cohort is None:
+            member: ColumnElement[bool] = false()
+        elif cohort["is_static"]:
+            mine, theirs = merged_ids.alias("cohort_mine"), merged_ids.alias("cohort_theirs")
+            listed = select(CohortStaticMember.distinct_id).where(CohortStaticMember.cohort_id == int(item["value"]))
+            member = or_(
+                events.c.distinct_id.in_(listed),
+                exists(
+                    select(literal(1))
+                    .select_from(mine.join(theirs, theirs.c.person_id == mine.c.person_id))
+                    .where(
+                        mine.c.project_id == self.project_id, mine.c.distinct_id == events.c.distinct_id,
+                        theirs.c.distinct_id.in_(listed),
+                    )
+                ),
+            )
+        else:
+            member = self._person_matches(cohort["properties"])
+        negated = (item.get("operator") == "not_in") != (item.get("negation") is True)
+        return not_(member) if negated else member
+
+    def _person_matches(self, group: Any) -> ColumnElement[bool]:
+        """The event's person's stored properties satisfy a cohort's property group."""
+        persons = Person.__table__.alias("cohort_person")
+        ids = merged_ids.alias("cohort_ids")
+
+        def condition(entry: Any) -> ColumnElement[bool]:
+            if isinstance(entry, dict) and isinstance(entry.get("values"), list):
+                parts = [condition(value) for value in entry["values"]]
+                if not parts:
+                    return true()
+                return and_(*parts) if entry.get("type") == "AND" else or_(*parts)
+            if not isinstance(entry, dict) or not entry:
+                return true() if entry == {} else false()
+            if entry.get("type") == "cohort":
+                found = self._cohort_condition({**entry, "operator": "in"})
+            elif entry.get("type") in (None, "person"):
+                found = exists(
+                    select(literal(1))
+                    .select_from(ids.join(persons, persons.c.id == ids.c.person_id))
+                    .where(
+                        ids.c.project_id == self.project_id, ids.c.distinct_id == events.c.distinct_id,
+                        property_condition(persons.c.properties, entry),
+                    )
+                )
+            else:
+                found = false()
+            return not_(found) if entry.get("negation") is True else found
+
+        return condition(group)
+
+    @staticmethod
+    def _variant(low, high):
+        return case((low != high, literal(MULTIPLE_VARIANTS)), else_=low)
+
+    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
+        """One row per exposed person and distinct id of it: `distinct_id` (the person's key: its
+        first distinct id, or the event's distinct id when it has no other), `member` (one of its
+        distinct ids), first exposure and variant (or `$multiple`). A person is exposed by a flag
+        call under any of its distinct ids; a person with one distinct id has one row.
+
+        `only` restricts the events read to those of these distinct ids.
+        """
+        exposed, links = self._exposed_ids(rules, only), self._links()
+        alone = select(
+            exposed.c.distinct_id, exposed.c.distinct_id.label("member"), exposed.c.first_exposure,
+            self._variant(exposed.c.low, exposed.c.high).label("variant"),
+        ).where(exposed.c.distinct_id.not_in(select(links.c.member)))
+        linked = exposed.join(links, links.c.member == exposed.c.distinct_id)
+        if rules.first_seen:
+            ranked = (
+                select(
+                    links.c.entity, exposed.c.first_exposure, exposed.c.low.label("variant"),
+                    func.row_number()
+                    .over(partition_by=links.c.entity, order_by=(exposed.c.first_exposure, exposed.c.distinct_id))
+                    .label("exposure_rank"),
+                )
+                .select_from(linked)
+                .subquery("ranked_persons")
+            )
+            persons = (
+                select(ranked.c.entity, ranked.c.first_exposure, ranked.c.variant)
+                .where(ranked.c.exposure_rank == 1)
+                .subquery("exposed_persons")
+            )
+        else:
+            persons = (
+                select(
+                    links.c.entity, func.min(exposed.c.first_exposure).label("first_exposure"),
+                    self._variant(func.min(exposed.c.low), func.max(exposed.c.high)).label("variant"),
+                )
+                .select_from(linked)
+                .group_by(links.c.entity)
+                .subquery("exposed_persons")
+            )
+        members = links.alias("person_members")
+        merged = select(persons.c.entity, members.c.member, persons.c.first_exposure, persons.c.variant).join(
+            members, members.c.entity == persons.c.entity
+        )
+        return union_all(alone, merged).cte("exposures")
+
+    @staticmethod
+    def _persons_of(exposures: CTE):
+        """The exposures, one row per person (its key's own row)."""
+        return select(exposures).where(exposures.c.member == exposures.c.distinct_id).subquery("exposed")
+
     def _metric_event_conditions(
-        self, event_table, exposures: CTE, since, rules: ExposureRules, window: int | None
+        self, event_table, member, first_exposure, since, rules: ExposureRules, window: int | None
     ) -> list[ColumnElement[bool]]:
-        """Events by an exposed entity, at or after `since`, inside the window and the date range."""
+        """Events under the distinct id `member` of an exposed entity, at or after `since`, inside
+        the window (from `first_exposure`) and the date range."""
         conditions = [
             event_table.c.project_id == self.project_id,
-            event_table.c.distinct_id == exposures.c.distinct_id,
+            event_table.c.distinct_id == member,
             event_table.c.timestamp >= since,
             event_table.c.timestamp <= rules.until,
         ]
         if window is not None:
-            conditions.append(event_table.c.timestamp < PlusSeconds(exposures.c.first_exposure, literal(window)))
+            conditions.append(event_table.c.timestamp < PlusSeconds(first_exposure, literal(window)))
         return conditions
 
     @staticmethod
@@ -219,11 +358,13 @@ class ResultsRepository:
         ]
         if len(values) == 1:
             values.append(cast(null(), Float).label("value_1"))
+        # One row per (entity, distinct id): each event meets the row of its own distinct id only.
         joined = exposures.outerjoin(
             metric_events,
             and_(
                 *self._metric_event_conditions(
-                    metric_events, exposures, exposures.c.first_exposure, rules, metric.conversion_window_seconds
+                    metric_events, exposures.c.member, exposures.c.first_exposure, exposures.c.first_exposure, rules,
+                    metric.conversion_window_seconds,
                 ),
                 or_(*conditions),
             ),
@@ -237,32 +378,41 @@ class ResultsRepository:
     def _funnel_entity_values(
         self, exposures: CTE, rules: ExposureRules, steps: tuple[EventSource, ...], window: int | None
     ) -> Select:
-        """Ordered steps after exposure: each step's earliest event at or after the previous step's."""
+        """Ordered steps after exposure: each step's earliest event at or after the previous step's,
+        under any distinct id of the entity."""
+        persons = self._persons_of(exposures)
         previous = select(
-            exposures.c.distinct_id, exposures.c.first_exposure, exposures.c.first_exposure.label("reached_at")
+            persons.c.distinct_id, persons.c.first_exposure, persons.c.first_exposure.label("reached_at")
         ).cte("funnel_exposed")
+        members = exposures.alias("funnel_members")
         reached = []
         for index, step in enumerate(steps):
             step_events = events.alias(f"step_{index}_events")
-            conditions = self._metric_event_conditions(step_events, previous, previous.c.reached_at, rules, window)
+            conditions = self._metric_event_conditions(
+                step_events, members.c.member, previous.c.first_exposure, previous.c.reached_at, rules, window
+            )
             previous = (
                 select(
                     previous.c.distinct_id,
                     previous.c.first_exposure,
                     func.min(step_events.c.timestamp).label("reached_at"),
                 )
-                .select_from(previous.join(step_events, and_(*conditions, self._source_condition(step_events, step))))
+                .select_from(
+                    previous.join(members, members.c.distinct_id == previous.c.distinct_id).join(
+                        step_events, and_(*conditions, self._source_condition(step_events, step))
+                    )
+                )
                 .group_by(previous.c.distinct_id, previous.c.first_exposure)
                 .cte(f"funnel_step_{index}")
             )
             reached.append(previous)
-        joined = exposures
+        joined = persons
         for step in reached:
-            joined = joined.outerjoin(step, step.c.distinct_id == exposures.c.distinct_id)
+            joined = joined.outerjoin(step, step.c.distinct_id == persons.c.distinct_id)
         steps_reached = sum(case((step.c.distinct_id.is_not(None), 1), else_=0) for step in reached)
         return select(
-            exposures.c.distinct_id,
-            exposures.c.variant,
+            persons.c.distinct_id,
+            persons.c.variant,
             cast(steps_reached, Float).label("value_0"),
             cast(null(), Float).label("value_1"),
         ).select_from(joined)
@@ -319,12 +469,15 @@ class ResultsRepository:
         state = await self._materialization(experiment_id, slot)
         key = definition_key(rules, metric)
         cursor = (await self.session.execute(select(CurrentCursor()))).scalar_one()
-        rebuild = (
+        # Cohort membership moves with person properties and lists, which no event cursor sees.
+        by_cohort = any(item.get("type") == "cohort" for item in rules.custom_properties)
+        rebuild = by_cohort or (
             state.definition_key != key or state.cursor is None or state.until is None or rules.until < state.until
         )
         changed: list[str] = []
         if not rebuild:
             changed = list((await self.session.execute(self._changed_entities(state, cursor, rules, metric))).scalars())
+            changed = await self._with_same_person(changed) if len(changed) <= MAX_ENTITIES_REFRESHED else changed
             rebuild = len(changed) > MAX_ENTITIES_REFRESHED
         if rebuild:
             await self._store_entities(state.id, self._entity_values(rules, metric), replace_all=True)
@@ -333,6 +486,8 @@ class ResultsRepository:
         elif changed:
             # The ids go in as a list so the planner knows how few they are.
             before = await self._variant_totals(self._stored_entities(state.id, changed), metric)
+            # A merge may have turned two stored entities into one: their rows go, the person's comes back.
+            await self._delete_stored_entities(state.id, changed)
             await self._store_entities(state.id, self._entity_values(rules, metric, only=changed), replace_all=False)
             after = await self._variant_totals(self._stored_entities(state.id, changed), metric)
             state.totals = _moved_totals(state.totals or {}, before, after)
@@ -399,15 +554,35 @@ class ResultsRepository:
         await self.session.execute(delete(stored).where(stored.c.materialization_id.in_(dropped)))
         await self.session.execute(delete(ResultsMaterialization).where(ResultsMaterialization.id.in_(dropped)))
 
+    async def _delete_stored_entities(self, materialization_id: int, only: list[str]) -> None:
+        stored = ResultsEntityValue.__table__
+        await self.session.execute(
+            delete(stored).where(stored.c.materialization_id == materialization_id, stored.c.distinct_id.in_(only))
+        )
+
+    async def _with_same_person(self, distinct_ids: list[str]) -> list[str]:
+        """These distinct ids and every other distinct id of their persons: the ids of the entities
+        they belong to now, which include the keys of entities merged into them."""
+        if not distinct_ids:
+            return []
+        mine, theirs = merged_ids.alias("mine"), merged_ids.alias("theirs")
+        query = (
+            select(theirs.c.distinct_id)
+            .join(mine, mine.c.person_id == theirs.c.person_id)
+            .where(mine.c.project_id == self.project_id, mine.c.distinct_id.in_(distinct_ids))
+        )
+        return sorted({*distinct_ids, *(await self.session.execute(query)).scalars()})
+
     def _changed_entities(
         self, state: ResultsMaterialization, cursor: str, rules: ExposureRules, metric: MetricQuery
     ) -> Select:
-        """Entities whose stored values may be stale: one of their relevant events was committed
-        after the stored cursor, or is dated between the stored and the current `until`."""
+        """Distinct ids whose entities' stored values may be stale: one of their relevant events
+        (merges included: a merge changes which entity events belong to) was committed after the
+        stored cursor, or is dated between the stored and the current `until`."""
         names = relevant_event_names(rules, metric)
         scope = [events.c.project_id == self.project_id]
         if names is not None:
-            scope.append(events.c.event.in_(names))
+            scope.append(events.c.event.in_([*names, *MERGE_EVENTS]))
         committed = select(events.c.distinct_id).where(
             *scope, CommittedBetween(events.c.id, events.c.ingest_txid, literal(state.cursor), literal(cursor))
         )
@@ -420,9 +595,13 @@ class ResultsRepository:
 
     async def exposure_counts(self, rules: ExposureRules) -> dict[str, int]:
         await self._prepare()
-        exposures = self._exposures(rules)
-        query = select(exposures.c.variant, func.count()).group_by(exposures.c.variant)
+        persons = self._persons_of(self._exposures(rules))
+        query = select(persons.c.variant, func.count()).group_by(persons.c.variant)
         return {key: n for key, n in (await self.session.execute(query)).all()}
+
+    async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
+        """The project's live cohorts: `{id: {"is_static", "properties"}}`."""
+        return await cohort_definitions(self.session, self.project_id)
 
     async def recent_event_properties(self, event_name: str, since: datetime, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` property sets of one event name since `since`."""
