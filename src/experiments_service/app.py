@@ -13,8 +13,11 @@ from experiments_service.events.router import CAPTURE_FAST_PATHS, router as even
 from experiments_service.experiments.extras_router import router as experiments_extras_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
-from experiments_service.flags.sdk import SDKFastPath
+from experiments_service.flags.sdk import SDK_PATHS, SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.observability.middleware import RequestObservabilityMiddleware, RouteRecorder
+from experiments_service.observability.router import router as observability_router
+from experiments_service.observability.version import __version__
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
 
@@ -27,7 +30,8 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
+        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        observability_router,
     ):
         app.include_router(router)
 
@@ -46,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="Experiments service",
-        version="0.1.0",
+        version=__version__,
         description="A/B experiments, feature flags and results; wire-compatible with PostHog's Experiments API.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
@@ -55,9 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     install_error_handlers(app)
     _include_routers(app)
+    app.add_middleware(RouteRecorder)  # innermost: sees the scope the router fills in
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TrailingSlashMiddleware)
+    # Outermost (keep it the last middleware added): every answer gets a request id, a log line, metrics.
+    app.add_middleware(RequestObservabilityMiddleware, static_routes=[*SDK_PATHS, *CAPTURE_FAST_PATHS])
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

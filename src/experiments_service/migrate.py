@@ -1,5 +1,6 @@
 """Run Alembic migrations from code (the CLI and the tests use this)."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -32,3 +33,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The head revision(s) of the migration scripts this code ships with."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(Config(str(_find_alembic_ini()))).get_heads())

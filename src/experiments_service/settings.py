@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +22,13 @@ class Settings(BaseSettings):
     flag_cache_ttl_seconds: float = 0.5
     # Run the background job worker inside the API process.
     run_worker: bool = True
+    # Logging: level name, and `json` / `console` (`auto`: console on a terminal, JSON otherwise).
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # One log line per request (method, route template, status, duration, project id).
+    access_log: bool = True
+    # Worker processes `experiments serve` starts when `--workers` is not given.
+    workers: int = 1
 
 
 @lru_cache

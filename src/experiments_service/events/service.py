@@ -20,8 +20,11 @@ from experiments_service.events.parsing import (
     request_sent_at,
     request_token,
 )
+from experiments_service.events.drops import drop_reason
 from experiments_service.events.repository import EventsRepository
 from experiments_service.models import utcnow
+from experiments_service.observability import metrics
+from experiments_service.observability.middleware import note_project
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +89,14 @@ class CaptureService:
             if event is not None and event.uuid not in seen_uuids:
                 seen_uuids.add(event.uuid)
                 accepted.append(event)
+            else:
+                metrics.EVENTS_DROPPED.labels(drop_reason(raw, now, sent_at)).inc()
         if len(accepted) < len(events):
             logger.info("capture dropped %d of %d events", len(events) - len(accepted), len(events))
-        return await self.store(project_id, accepted, now)
+        metrics.EVENTS_ACCEPTED.inc(len(accepted))
+        stored = await self.store(project_id, accepted, now)
+        metrics.EVENTS_STORED.inc(stored)
+        return stored
 
     async def _authenticate(self, token: object) -> int:
         if not token:
@@ -96,6 +104,7 @@ class CaptureService:
         project_id = await self.project_for_token(token) if isinstance(token, str) else None
         if project_id is None:
             raise InvalidProjectAPIKey()
+        note_project(project_id)
         return project_id
 
     async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:

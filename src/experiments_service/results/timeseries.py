@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from experiments_service.errors import ValidationError
 from experiments_service.models import Experiment, ExperimentTimeseriesRecalculation
+from experiments_service.observability.metrics import timed_results
 from experiments_service.results.repository import ResultsRepository
 from experiments_service.results.schemas import RecalculationOut, TimeseriesOut
 from experiments_service.results.service import ExperimentMetric, ResultsService, baseline_variant_key
@@ -93,6 +94,7 @@ class TimeseriesService:
         )
         return await self.repository.add_recalculation(job), True
 
+    @timed_results("timeseries_day")
     async def compute_day(
         self, experiment: Experiment, job: ExperimentTimeseriesRecalculation, day: date, zone: ZoneInfo
     ) -> bool:
