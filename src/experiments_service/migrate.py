@@ -1,16 +1,17 @@
 """Run Alembic migrations from code (the CLI and the tests use this)."""
 
 import functools
-import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from experiments_service.settings import get_settings
+
 
 def _find_alembic_ini() -> Path:
     candidates = [
-        os.environ.get("EXPERIMENTS_ALEMBIC_INI"),
+        get_settings().experiments_alembic_ini,
         Path(__file__).resolve().parents[2] / "alembic.ini",
         Path.cwd() / "alembic.ini",
     ]

@@ -28,8 +28,9 @@ def served_app() -> FastAPI:
 
 
 def prepare_metrics_dir(path: str | None) -> Path:
-    """Make `path` (or a new temporary directory) the empty directory the workers share: files
-    left by an earlier run would otherwise be added to this run's counts."""
+    """Make `path` (or a new temporary directory) the empty directory the workers share, and say
+    so in the environment prometheus-client reads: files left by an earlier run would otherwise be
+    added to this run's counts."""
     directory = Path(path) if path else Path(tempfile.mkdtemp(prefix="experiments-metrics-"))
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
@@ -43,7 +44,7 @@ def serve(host: str, port: int, workers: int | None, log_level: str | None) -> N
         os.environ["LOG_LEVEL"] = log_level
         get_settings.cache_clear()
     settings = get_settings()
-    given_dir = os.environ.get(METRICS_DIR_ENV)
+    given_dir = settings.prometheus_multiproc_dir
     metrics_dir = prepare_metrics_dir(given_dir)
 
     import uvicorn

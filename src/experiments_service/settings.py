@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     access_log: bool = True
     # Worker processes `experiments serve` starts when `--workers` is not given.
     workers: int = 1
+    # Where the workers of one server keep their metrics (default: a new temporary directory).
+    prometheus_multiproc_dir: str | None = None
+    # The Alembic configuration, when the package is installed away from its source tree.
+    experiments_alembic_ini: str | None = None
 
 
 @lru_cache
