@@ -4,6 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +24,7 @@ class Settings(BaseSettings):
     # Run the background job worker inside the API process.
     run_worker: bool = True
     # Logging: level name, and `json` / `console` (`auto`: console on a terminal, JSON otherwise).
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # One log line per request (method, route template, status, duration, project id).
     access_log: bool = True
@@ -33,6 +34,11 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
     # The Alembic configuration, when the package is installed away from its source tree.
     experiments_alembic_ini: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 @lru_cache

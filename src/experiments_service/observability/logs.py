@@ -112,7 +112,7 @@ _access_logger: Any = None
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     """Route all logging through one handler on the root logger, in the format and at the level
     the settings ask for; called once per process (again in tests, which pass a `stream`)."""
-    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    level = logging.getLevelNamesMapping()[settings.log_level]
     renderer = _json_renderer() if _wants_json(settings, stream or sys.stderr) else structlog.dev.ConsoleRenderer(colors=False)
     shared = [
         structlog.stdlib.add_log_level,
