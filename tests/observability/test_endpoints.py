@@ -89,7 +89,7 @@ class TestReadyz:
             stopped = await _get(app, "/readyz")
             assert stopped.status_code == 503 and stopped.json()["checks"]["worker"] == "stopped"
 
-    async def test_healthz_needs_no_database(self, db_name, tmp_path):
+    async def test_healthz_needs_no_database(self, tmp_path):
         app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'no' / 'x.db'}", run_worker=False))
         assert (await _get(app, "/healthz")).status_code == 200
 
