@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,9 +24,35 @@ from tests.flags.live_server import free_port
 EXPERIMENTS = Path(sys.executable).with_name("experiments")
 
 
-@contextmanager
-def serving(database_url: str, log_file: Path, workers: int, **env: str):
-    """`experiments serve` on a free port, its stderr in `log_file`; stopped with SIGTERM."""
+@dataclass
+class Server:
+    process: subprocess.Popen
+    base: str
+    log_file: Path
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, self.log_file.read_text()[-2000:]
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_server(database_url: str, log_file: Path, workers: int = 1, **env: str) -> Server:
+    """`experiments serve` on a free port, its stderr in `log_file`."""
     port = free_port()
     with open(log_file, "wb") as stderr:
         process = subprocess.Popen(
@@ -35,26 +62,17 @@ def serving(database_url: str, log_file: Path, workers: int, **env: str):
             stderr=stderr,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
+    return Server(process, f"http://127.0.0.1:{port}", log_file)
+
+
+@contextmanager
+def serving(database_url: str, log_file: Path, workers: int, **env: str):
+    server = start_server(database_url, log_file, workers, **env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_file.read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
-        yield base
+        server.wait_ready()
+        yield server.base
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        server.stop()
 
 
 def json_lines(log_file: Path) -> list[dict]:
@@ -96,22 +114,30 @@ def test_version_flag():
     assert completed.returncode == 0 and completed.stdout.strip() == f"experiments {__version__}"
 
 
-async def test_four_replicas_migrate_one_fresh_database_at_once(fresh_database_url):
-    processes = [
-        subprocess.Popen(
-            [str(EXPERIMENTS), "migrate"],
-            env={**os.environ, "DATABASE_URL": fresh_database_url},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    outcomes = [(process.wait(timeout=180), process.stderr.read()) for process in processes]
-    for process in processes:
-        process.stdout.close()
-        process.stderr.close()
-    assert [code for code, _ in outcomes] == [0, 0, 0, 0], [err[-1500:] for _, err in outcomes]
+async def test_four_replicas_start_on_one_fresh_database_at_once(fresh_database_url, tmp_path):
+    """Two `serve` and two `migrate` started together: every one migrates (or finds the schema at
+    head once the first has) and both servers become ready."""
+    servers = [start_server(fresh_database_url, tmp_path / f"serve-{i}.log") for i in range(2)]
+    try:
+        migrations = [
+            subprocess.Popen(
+                [str(EXPERIMENTS), "migrate"],
+                env={**os.environ, "DATABASE_URL": fresh_database_url},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outcomes = [(process.wait(timeout=180), process.stderr.read()) for process in migrations]
+        for process in migrations:
+            process.stderr.close()
+        assert [code for code, _ in outcomes] == [0, 0], [err[-1500:] for _, err in outcomes]
+        for server in servers:
+            server.wait_ready()
+    finally:
+        for server in servers:
+            server.stop()
     engine = create_engine(fresh_database_url)
     try:
         async with engine.connect() as connection:
