@@ -75,18 +75,25 @@ async def test_keys_are_masked(log_stream):
 async def test_level_and_access_log_follow_settings(kit, log_stream):
     stream = log_stream(log_level="WARNING")
     logging.getLogger("experiments_service.test").info("not shown")
-    await kit.client.get("/healthz")
+    await kit.client.get("/version")
     assert stream.getvalue() == ""
     stream = log_stream(access_log=False)
-    await kit.client.get("/healthz", headers={"X-Request-ID": "quiet"})
+    await kit.client.get("/version", headers={"X-Request-ID": "quiet"})
     assert "quiet" not in stream.getvalue()
+
+
+async def test_probes_are_logged_only_when_they_fail(kit, log_stream):
+    stream = log_stream()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await kit.client.get(path, headers={"X-Request-ID": "probe"})).status_code == 200
+    assert "probe" not in stream.getvalue()
 
 
 async def test_console_format_is_one_readable_line(kit, log_stream):
     stream = log_stream(log_format="console")
-    await kit.client.get("/healthz", headers={"X-Request-ID": "tty-1"})
+    await kit.client.get("/version", headers={"X-Request-ID": "tty-1"})
     [line] = [line for line in stream.getvalue().splitlines() if "tty-1" in line]
-    assert "request" in line and "route=/healthz" in line and "status=200" in line
+    assert "request" in line and "route=/version" in line and "status=200" in line
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
 

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 SCOPE_KEY = "experiments.request"
 REQUEST_ID_HEADER = b"x-request-id"
+# Probes and scrapes arrive every few seconds: counted in the metrics, logged only when they fail.
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 # A client's request id is kept when it is short and plain; anything else gets a fresh one.
 _ACCEPTABLE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
@@ -92,7 +94,7 @@ class RequestObservabilityMiddleware:
             route = info.route or self._static_route(scope)
             metrics.observe_request(scope["method"], route, status, seconds)
             logger = access_logger()
-            if logger is not None:
+            if logger is not None and (status >= 400 or route not in _QUIET_ROUTES):
                 logger.info(
                     "request",
                     method=scope["method"],
