@@ -1,10 +1,19 @@
-"""Async Alembic environment; batch mode so SQLite can alter tables."""
+"""Async Alembic environment; batch mode so SQLite can alter tables.
+
+Replicas may all migrate at start-up: on PostgreSQL the upgrade runs under a transaction-level
+advisory lock, so one process migrates while the others wait and then find the schema at head;
+on SQLite an exclusive lock on a file beside the database does the same.
+"""
 
 import asyncio
+import fcntl
+from contextlib import contextmanager, nullcontext
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
-from sqlalchemy.engine import Connection
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
 
 from experiments_service.db import create_engine
 from experiments_service.models import Base
@@ -15,6 +24,9 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+
+# pg_advisory_xact_lock key of schema migrations (any fixed bigint; this one spells "exp-migr").
+MIGRATION_LOCK_KEY = 0x6578702D6D696772
 
 
 def database_url() -> str:
@@ -38,12 +50,33 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+@contextmanager
+def sqlite_file_lock(url: str):
+    """Hold an exclusive lock on `<database file>.migrate-lock` (nothing to lock in memory)."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(Path(database).with_name(Path(database).name + ".migrate-lock"), "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 async def run_async_migrations() -> None:
-    engine = create_engine(database_url())
+    url = database_url()
+    engine = create_engine(url)
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        async with engine.connect() as connection:
-            await connection.run_sync(do_run_migrations)
-            await connection.commit()
+        with sqlite_file_lock(url) if sqlite else nullcontext():
+            async with engine.connect() as connection:
+                if not sqlite:
+                    # Held until the commit below: the upgrade reads the schema version only once it has it.
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                await connection.run_sync(do_run_migrations)
+                await connection.commit()
     finally:
         await engine.dispose()
 

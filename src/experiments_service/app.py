@@ -19,6 +19,9 @@ from experiments_service.flags.sdk import SDK_FAST_PATHS, SDKFastPath
 from experiments_service.edge import RequestLimitsMiddleware
 from experiments_service.json_limits import JsonLimits
 from experiments_service.middleware import TrailingSlashMiddleware
+from experiments_service.observability.middleware import RequestObservabilityMiddleware, RouteRecorder
+from experiments_service.observability.router import router as observability_router
+from experiments_service.observability.version import __version__
 from experiments_service.ratelimit import build_rate_limits
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
@@ -36,6 +39,7 @@ def _include_routers(app: FastAPI) -> None:
         experiment_setup_router, results_router, experiments_router, flags_router, events_router, approvals_router,
         auth_router,
         cohorts_router,
+        observability_router,
     ):
         app.include_router(router)
 
@@ -55,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     connect_flag_hooks()
     app = FastAPI(
         title="Experiments service",
-        version="0.1.0",
+        version=__version__,
         description="A/B experiments, feature flags and results; wire-compatible with PostHog's Experiments API.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     _include_routers(app)
+    app.add_middleware(RouteRecorder)  # innermost: sees the scope the router fills in
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
     app.add_middleware(
         RequestLimitsMiddleware,
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sdk_paths=(*SDK_FAST_PATHS, *CAPTURE_FAST_PATHS),
     )
     app.add_middleware(TrailingSlashMiddleware)
+    # Outermost (keep it the last middleware added): every answer gets a request id, a log line, metrics.
+    app.add_middleware(RequestObservabilityMiddleware, static_routes=[*SDK_FAST_PATHS, *CAPTURE_FAST_PATHS])
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -19,6 +19,7 @@ from experiments_service.auth.service import (
 )
 from experiments_service.db import Database
 from experiments_service.errors import NotFound
+from experiments_service.observability.version import __version__
 from experiments_service.settings import get_settings
 
 
@@ -63,18 +64,9 @@ async def _create_api_key(project_id: int, scopes: list[str], email: str | None,
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from experiments_service.server import serve
 
-    migrate.upgrade(get_settings().database_url)
-    uvicorn.run(
-        "experiments_service.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=False,
-    )
+    serve(args.host, args.port, args.workers, args.log_level)
     return 0
 
 
@@ -107,13 +99,14 @@ def _cmd_create_api_key(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="experiments", description="Experiments service.")
+    parser.add_argument("--version", action="version", version=f"experiments {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="migrate the database, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: WORKERS, 1)")
+    serve.add_argument("--log-level", default=None, help="overrides LOG_LEVEL")
     serve.set_defaults(func=_cmd_serve)
 
     migrate_cmd = commands.add_parser("migrate", help="upgrade the database schema to head")

@@ -5,7 +5,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experiments_service.errors import PayloadTooLarge
 
-_NO_SLASH_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/healthz")
+_NO_SLASH_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/healthz", "/readyz", "/version", "/metrics")
 
 
 class TrailingSlashMiddleware:

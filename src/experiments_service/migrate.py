@@ -1,15 +1,17 @@
 """Run Alembic migrations from code (the CLI and the tests use this)."""
 
-import os
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from experiments_service.settings import get_settings
+
 
 def _find_alembic_ini() -> Path:
     candidates = [
-        os.environ.get("EXPERIMENTS_ALEMBIC_INI"),
+        get_settings().experiments_alembic_ini,
         Path(__file__).resolve().parents[2] / "alembic.ini",
         Path.cwd() / "alembic.ini",
     ]
@@ -32,3 +34,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The head revision(s) of the migration scripts this code ships with."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(Config(str(_find_alembic_ini()))).get_heads())

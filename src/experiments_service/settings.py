@@ -2,7 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +41,22 @@ class Settings(BaseSettings):
     # On PostgreSQL, how often each process adds its counts to the shared counters (per key or
     # token); 0 syncs on every request (exact, one statement per request).
     rate_limit_sync_seconds: float = 0.1
+    # Logging: level name, and `json` / `console` (`auto`: console on a terminal, JSON otherwise).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # One log line per request (method, route template, status, duration, project id).
+    access_log: bool = True
+    # Worker processes `experiments serve` starts when `--workers` is not given.
+    workers: int = 1
+    # Where the workers of one server keep their metrics (default: a new temporary directory).
+    prometheus_multiproc_dir: str | None = None
+    # The Alembic configuration, when the package is installed away from its source tree.
+    experiments_alembic_ini: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 @lru_cache

@@ -307,38 +307,39 @@ def _flag_value(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class DroppedEvent:
-    """An event that is not stored, and why (logged and counted by the capture service)."""
+    """An event that is not stored, and why: `code` labels the drop metric, `reason` is logged."""
 
+    code: str
     reason: str
 
 
 def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> CapturedEvent | DroppedEvent:
     """Validate one raw event and shape it for storage, or say why it is dropped."""
     if not isinstance(raw, dict):
-        return DroppedEvent("not an object")
+        return DroppedEvent("not_an_object", "not an object")
     try:
         # What the JSON columns cannot hold: nesting past 254 levels, unpaired surrogates,
         # integers beyond 64 bits. One C call, and its output tells whether NUL needs stripping.
         encoded = orjson.dumps(raw)
     except orjson.JSONEncodeError as error:
-        return DroppedEvent(f"cannot be stored as JSON: {error}")
+        return DroppedEvent("unstorable_json", f"cannot be stored as JSON: {error}")
     name = raw.get("event")
     if not isinstance(name, str):
-        return DroppedEvent("no event name")
+        return DroppedEvent("missing_event_name", "no event name")
     name = name.replace("\x00", "")
     if not name or len(name) > MAX_EVENT_NAME_LENGTH:
-        return DroppedEvent("event name empty or too long")
+        return DroppedEvent("invalid_event_name", "event name empty or too long")
     properties = raw.get("properties")
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        return DroppedEvent("properties is not an object")
+        return DroppedEvent("invalid_properties", "properties is not an object")
     distinct_id = _distinct_id(raw, properties)
     if distinct_id is None:
-        return DroppedEvent("no distinct_id")
+        return DroppedEvent("missing_distinct_id", "no distinct_id")
     timestamp = event_time(raw, properties, now, sent_at)
     if timestamp is None:
-        return DroppedEvent("unreadable or future timestamp, or invalid offset")
+        return DroppedEvent("invalid_timestamp", "unreadable or future timestamp, or invalid offset")
     raw_uuid = raw.get("uuid")
     if raw_uuid is None:
         event_uuid = uuid4()
@@ -346,9 +347,9 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
         try:
             event_uuid = UUID(raw_uuid)
         except ValueError:
-            return DroppedEvent("uuid is not a UUID")
+            return DroppedEvent("invalid_uuid", "uuid is not a UUID")
     else:
-        return DroppedEvent("uuid is not a UUID")
+        return DroppedEvent("invalid_uuid", "uuid is not a UUID")
     is_flag_call = name == "$feature_flag_called"
     flag_key = flag_response = None
     if is_flag_call:
@@ -356,7 +357,7 @@ def normalise_event(raw: Any, now: datetime, sent_at: datetime | None) -> Captur
         flag_response = _flag_value(properties.get("$feature_flag_response"))
         if "\x00" in (flag_key or "") or "\x00" in (flag_response or ""):
             # Stripping could turn it into another flag's (or variant's) exposure.
-            return DroppedEvent("$feature_flag or $feature_flag_response contains a NUL character")
+            return DroppedEvent("nul_in_flag", "$feature_flag or $feature_flag_response contains a NUL character")
     person_set = _merged_person_change(raw, properties, "$set")
     person_set_once = _merged_person_change(raw, properties, "$set_once")
     unset = properties.get("$unset")

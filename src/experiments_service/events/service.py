@@ -25,6 +25,8 @@ from experiments_service.events.persons import PersonsBatch
 from experiments_service.events.persons_repository import PersonsRepository
 from experiments_service.events.repository import EventsRepository
 from experiments_service.models import utcnow
+from experiments_service.observability import metrics
+from experiments_service.observability.middleware import note_project
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +93,19 @@ class CaptureService:
             event = normalise_event(raw, now, sent_at)
             if isinstance(event, DroppedEvent):
                 dropped_events[event.reason] += 1
+                metrics.EVENTS_DROPPED.labels(event.code).inc()
                 logger.warning("capture dropped event %d of %d for project %s: %s", index, len(events), project_id, event.reason)
             elif event.uuid not in seen_uuids:
                 seen_uuids.add(event.uuid)
                 accepted.append(event)
-        return await self.store(project_id, accepted, now)
+            else:
+                metrics.EVENTS_DROPPED.labels("duplicate_in_batch").inc()
+        if len(accepted) < len(events):
+            logger.info("capture dropped %d of %d events", len(events) - len(accepted), len(events))
+        metrics.EVENTS_ACCEPTED.inc(len(accepted))
+        stored = await self.store(project_id, accepted, now)
+        metrics.EVENTS_STORED.inc(stored)
+        return stored
 
     async def _authenticate(self, token: object) -> int:
         if not token:
@@ -103,6 +113,7 @@ class CaptureService:
         project_id = await self.project_for_token(token) if isinstance(token, str) else None
         if project_id is None:
             raise InvalidProjectAPIKey()
+        note_project(project_id)
         return project_id
 
     async def store(self, project_id: int, events: list[CapturedEvent], now: datetime) -> int:

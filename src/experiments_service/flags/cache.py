@@ -38,6 +38,7 @@ from experiments_service.flags.evaluation import CompiledFlags, FlagResult
 from experiments_service.flags.groups import GroupTypes
 from experiments_service.flags.repository import CHANGED_PROJECTS, DEFINITIONS_CHANNEL, FlagRepository
 from experiments_service.flags.schemas import MinimalFeatureFlag
+from experiments_service.observability.metrics import FLAG_CACHE_HITS, FLAG_CACHE_INVALIDATIONS, FLAG_CACHE_MISSES
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ class FlagCache:
 
     def evict(self, project_id: int) -> None:
         self._evictions[project_id] = self._evictions.get(project_id, 0) + 1
-        self._entries.pop(project_id, None)
+        if self._entries.pop(project_id, None) is not None:
+            FLAG_CACHE_INVALIDATIONS.inc()
 
     def evict_all(self) -> None:
         for project_id in list(self._evictions.keys() | self._entries.keys()):
@@ -217,7 +219,9 @@ class FlagCache:
         """The project's definitions: from memory, re-validated once per TTL."""
         entry = self._entries.get(project_id)
         if entry is None:
+            FLAG_CACHE_MISSES.inc()
             return await self._load_once(project_id)
+        FLAG_CACHE_HITS.inc()
         if time.monotonic() - entry.checked_at >= self.ttl and project_id not in self._checking:
             # One request re-validates; concurrent ones keep serving the entry meanwhile.
             self._checking.add(project_id)

@@ -26,6 +26,8 @@ from experiments_service.events.parsing import MAX_DISTINCT_ID_LENGTH, decode_bo
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
 from experiments_service.flags.repository import FlagRepository
+from experiments_service.observability import metrics
+from experiments_service.observability.middleware import note_project
 from experiments_service.middleware import read_body_within, sdk_cors_headers
 from experiments_service.outage import is_database_unavailable, log_outage
 from experiments_service.ratelimit import rate_limit_project_token
@@ -215,6 +217,7 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
     project_id = await cache.project_id_for_token(flags_request.token)
     if project_id is None:
         raise InvalidProjectAPIKey()
+    note_project(project_id)
     await rate_limit_project_token(request, project_id)
     project = await cache.get(project_id)
     if body.get("disable_flags") is True:  # the client asked for its config only
@@ -226,7 +229,9 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
         )
     except Exception:  # one bad definition must not take the endpoint down for the project
         log.exception("flag evaluation failed for project %s", project_id)
+        metrics.FLAG_EVALUATION_ERRORS.inc()
         return project, {}, True
+    metrics.FLAG_EVALUATIONS.inc(len(results))
     return project, results, degraded
 
 

@@ -12,6 +12,7 @@ from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.experiments.validation import baseline_key, stats_level
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.models import Experiment, FeatureFlag
+from experiments_service.observability.metrics import timed_results
 from experiments_service.results import statistics
 from experiments_service.results.repository import (
     MULTIPLE_VARIANTS,
@@ -281,6 +282,7 @@ class ResultsService:
         ]
         return entry, aggregates
 
+    @timed_results("live")
     async def experiment_results(self, experiment_id: int, metric_uuid: str | None) -> ExperimentResultsOut:
         experiment = await self.started_experiment(experiment_id)
         metrics = await self.metrics(experiment)

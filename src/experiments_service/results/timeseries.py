@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import ValidationError
 from experiments_service.models import Experiment, ExperimentTimeseriesRecalculation
+from experiments_service.observability.metrics import timed_results
 from experiments_service.results.repository import ResultsRepository
 from experiments_service.results.schemas import RecalculationOut, TimeseriesOut
 from experiments_service.results.service import ExperimentMetric, ResultsService, baseline_variant_key
@@ -108,6 +109,7 @@ class TimeseriesService:
         )
         return await self.repository.add_recalculation(job), True
 
+    @timed_results("timeseries_day")
     async def compute_day(
         self, experiment: Experiment, job: ExperimentTimeseriesRecalculation, day: date, zone: ZoneInfo
     ) -> bool:
