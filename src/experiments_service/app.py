@@ -10,6 +10,7 @@ from experiments_service.background import start_background_services
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
+from experiments_service.experiments.actions_router import router as experiments_actions_router
 from experiments_service.experiments.extras_router import router as experiments_extras_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
@@ -27,7 +28,8 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
+        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        experiments_actions_router,
     ):
         app.include_router(router)
 

@@ -130,6 +130,7 @@ class ExperimentOut(BaseModel):
     only_count_matured_users: bool
     status: Status
     user_access_level: str | None = "editor"
+    tags: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(
@@ -140,6 +141,7 @@ class ExperimentOut(BaseModel):
         holdout: HoldoutOut | None,
         saved_metrics: list[ExperimentToSavedMetricOut],
         created_by: User | None,
+        tags: list[str] | None = None,
     ) -> "ExperimentOut":
         return cls(
             id=experiment.id,
@@ -172,6 +174,7 @@ class ExperimentOut(BaseModel):
             secondary_metrics_ordered_uuids=experiment.secondary_metrics_ordered_uuids,
             only_count_matured_users=experiment.only_count_matured_users,
             status=experiment.status,
+            tags=tags or [],
         )
 
 
@@ -213,6 +216,7 @@ class _ExperimentWrite(BaseModel):
     only_count_matured_users: bool | None = None
     allow_unknown_events: bool = False
     update_feature_flag_params: bool = False
+    tags: list[str] | None = None
 
 
 class ExperimentCreate(_ExperimentWrite):

@@ -24,6 +24,7 @@ from experiments_service.experiments.schemas import (
     HoldoutOut,
     ShipVariantRequest,
 )
+from experiments_service.experiments.tags import TagService
 from experiments_service.experiments.validation import (
     DEFAULT_VARIANTS,
     baseline_key,
@@ -54,7 +55,7 @@ UPDATABLE_FIELDS = frozenset(
         "secondary_metrics", "holdout_id", "exposure_criteria", "metrics", "metrics_secondary", "stats_config",
         "scheduling_config", "conclusion", "conclusion_comment", "primary_metrics_ordered_uuids",
         "secondary_metrics_ordered_uuids", "saved_metrics_ids", "only_count_matured_users",
-        "allow_unknown_events", "update_feature_flag_params", "feature_flag_key",
+        "allow_unknown_events", "update_feature_flag_params", "feature_flag_key", "tags",
     }
 )
 LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
@@ -124,6 +125,7 @@ class ExperimentService:
         users = await self.repo.users(
             [e.created_by_id for e in experiments] + [h.created_by_id for h in holdouts.values()]
         )
+        tags = await TagService(self.session, self.project_id).tags_of([e.id for e in experiments])
         rendered = []
         for experiment in experiments:
             holdout = holdouts.get(experiment.holdout_id) if experiment.holdout_id else None
@@ -138,6 +140,7 @@ class ExperimentService:
                     holdout=HoldoutOut.of(holdout, users.get(holdout.created_by_id)) if holdout else None,
                     saved_metrics=saved,
                     created_by=users.get(experiment.created_by_id),
+                    tags=tags.get(experiment.id),
                 )
             )
         return rendered
@@ -199,6 +202,8 @@ class ExperimentService:
         )
         self.repo.add(experiment)
         await self.session.flush()
+        if data.tags:
+            await TagService(self.session, self.project_id).set_tags(experiment.id, data.tags)
         if saved_pairs:
             await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
         self._sync_ordering(
@@ -333,6 +338,8 @@ class ExperimentService:
         experiment.metrics, experiment.metrics_secondary = primary, secondary
         if "saved_metrics_ids" in sent:
             await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
+        if "tags" in sent:
+            await TagService(self.session, self.project_id).set_tags(experiment.id, data.tags)
         self._sync_ordering(
             experiment,
             saved,

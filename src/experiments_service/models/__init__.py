@@ -15,6 +15,7 @@ from experiments_service.models.experiments import (
     ResultsMaterialization,
 )
 from experiments_service.models.flags import FeatureFlag, FlagDefinitionsVersion, GroupTypeMapping, HashKeyOverride
+from experiments_service.models.tags import ExperimentTag, Tag
 
 __all__ = [
     "ActivityLog",
@@ -28,6 +29,7 @@ __all__ = [
     "ExperimentHoldout",
     "ExperimentMetricResult",
     "ExperimentSavedMetric",
+    "ExperimentTag",
     "ExperimentTimeseriesRecalculation",
     "ExperimentToSavedMetric",
     "FeatureFlag",
@@ -40,6 +42,7 @@ __all__ = [
     "ProjectMember",
     "ResultsEntityValue",
     "ResultsMaterialization",
+    "Tag",
     "User",
     "utcnow",
 ]
