@@ -165,14 +165,6 @@ class AuxiliaryRepository:
         )
         return set((await self.session.execute(query)).scalars())
 
-    def tagged_with(self, names: list[str]) -> Any:
-        """A subquery of the ids of experiments carrying any of these tags (for list filters)."""
-        return (
-            select(ExperimentTag.experiment_id)
-            .join(Tag, Tag.id == ExperimentTag.tag_id)
-            .where(Tag.project_id == self.project_id, Tag.name.in_(names))
-        )
-
     # --- metric events ----------------------------------------------------------------------
 
     async def metric_definitions(self) -> list[tuple[int, list[Any], list[Any]]]:

@@ -24,7 +24,8 @@ from experiments_service.experiments.schemas import (
     HoldoutOut,
     ShipVariantRequest,
 )
-from experiments_service.experiments.tags import TagService
+from experiments_service.experiments.list_filters import experiments_using_event
+from experiments_service.experiments.tags import TagService, tags_in_query
 from experiments_service.experiments.validation import (
     DEFAULT_VARIANTS,
     baseline_key,
@@ -111,6 +112,8 @@ class ExperimentService:
         return experiment, flag
 
     async def page(self, params: ExperimentListQuery) -> tuple[int, list[ExperimentOut]]:
+        if params.event:
+            params.experiment_ids = await experiments_using_event(self.session, self.project_id, params.event)
         count, experiments = await self.repo.page(params)
         return count, await self.render_many(experiments)
 
@@ -627,6 +630,9 @@ def parse_list_query(params: dict[str, str], *, limit: int, offset: int) -> Expe
         created_by_ids=_ids(params.get("created_by_id")),
         feature_flag_id=feature_flag_id,
         search=params.get("search") or None,
+        event=params.get("event") or None,
+        tags=tags_in_query(params.get("tags")),
+        excluded_tags=tags_in_query(params.get("excluded_tags")),
         order=order,
         limit=limit,
         offset=offset,
