@@ -460,6 +460,7 @@ class ExperimentService:
         return await self._logged(
             experiment, "variant_shipped", before,
             extra={"variant_key": body.variant_key, "release_to_everyone": body.release_to_everyone},
+            extra_changes={"shipped_variant": (None, body.variant_key)},
         )
 
     async def reset(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
@@ -490,10 +491,11 @@ class ExperimentService:
         return await self._logged(experiment, "unarchived", before)
 
     async def _logged(
-        self, experiment: Experiment, activity: str, before: dict[str, Any], extra: dict[str, Any] | None = None
+        self, experiment: Experiment, activity: str, before: dict[str, Any], extra: dict[str, Any] | None = None,
+        extra_changes: dict[str, tuple[Any, Any]] | None = None,
     ) -> Experiment:
         await self.session.flush()
-        record_change(self.session, experiment, self.actor, activity, before, extra=extra)
+        record_change(self.session, experiment, self.actor, activity, before, extra=extra, extra_changes=extra_changes)
         return experiment
 
     async def _activate(self, flag: FeatureFlag, active: bool) -> None:
