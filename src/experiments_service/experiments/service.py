@@ -280,7 +280,8 @@ class ExperimentService:
         baseline = baseline_key(stats_config)
         parameters = validate_parameters(data.parameters, baseline=baseline) if "parameters" in sent else None
         exposure_criteria = (
-            validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
+            validate_exposure_criteria(data.exposure_criteria, fill_defaults=False)
+            if "exposure_criteria" in sent else None
         )
         primary = (
             metric_rules.validate_metric_list(data.metrics, "metrics")
