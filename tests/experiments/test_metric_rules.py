@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import make_kit
+
 INITIAL = [
     {"uuid": "metric-1", "name": "Initial Mean Metric", "kind": "ExperimentMetric", "metric_type": "mean",
      "source": {"kind": "EventsNode", "event": "$session_duration"}},
@@ -150,3 +152,47 @@ class TestExposureCriteria:
     async def test_create_fills_in_filter_test_accounts(self, kit):
         created = await create(kit, exposure_criteria={"exposure_config": {"event": "$pageview", "properties": []}})
         assert created["exposure_criteria"]["filterTestAccounts"] is True
+
+
+async def save_metric(kit, name: str, status: int = 201) -> dict[str, Any]:
+    query = {"kind": "ExperimentMetric", "metric_type": "mean", "source": {"kind": "EventsNode", "event": "$pageview"}}
+    response = await kit.client.post(f"{kit.base}/experiment_saved_metrics/", json={"name": name, "query": query},
+                                     headers=kit.headers)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+class TestSavedMetrics:
+    async def test_names_are_unique_per_project(self, kit, app, client):
+        first = await save_metric(kit, "Unique Metric Name")
+        body = await save_metric(kit, "Unique Metric Name", 400)
+        assert body == {"type": "validation_error", "code": "invalid_input",
+                        "detail": "A shared metric with this name already exists", "attr": "name"}
+        other = await save_metric(kit, "Other name")
+        response = await kit.client.patch(f"{kit.base}/experiment_saved_metrics/{other['id']}/",
+                                          json={"name": "Unique Metric Name"}, headers=kit.headers)
+        assert response.status_code == 400
+        assert response.json()["detail"] == "A shared metric with this name already exists"
+        # Keeping one's own name is fine.
+        response = await kit.client.patch(f"{kit.base}/experiment_saved_metrics/{first['id']}/",
+                                          json={"name": "Unique Metric Name", "description": "Updated"},
+                                          headers=kit.headers)
+        assert response.status_code == 200
+        listed = (await kit.client.get(f"{kit.base}/experiment_saved_metrics/", headers=kit.headers)).json()
+        assert sorted(m["name"] for m in listed["results"]) == ["Other name", "Unique Metric Name"]
+
+    async def test_the_same_name_in_another_project_is_fine(self, kit, app, client):
+        await save_metric(kit, "Shared name")
+        await save_metric(await make_kit(app, client), "Shared name")
+
+    async def test_null_saved_metrics_ids_unlinks_all(self, kit):
+        saved = await save_metric(kit, f"m-{uuid.uuid4().hex[:6]}")
+        experiment = await create(kit, saved_metrics_ids=[{"id": saved["id"], "metadata": {"type": "secondary"}}])
+        assert len(experiment["saved_metrics"]) == 1
+        renamed = await patch(kit, experiment["id"], name="Still linked")
+        assert len(renamed["saved_metrics"]) == 1
+        unlinked = await patch(kit, experiment["id"], saved_metrics_ids=None)
+        assert unlinked["saved_metrics"] == []
+        assert unlinked["secondary_metrics_ordered_uuids"] in (None, [])
+        relinked = await patch(kit, experiment["id"], saved_metrics_ids=[{"id": saved["id"]}])
+        assert [link["saved_metric"] for link in relinked["saved_metrics"]] == [saved["id"]]

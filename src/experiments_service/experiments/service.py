@@ -291,7 +291,10 @@ class ExperimentService:
             metric_rules.validate_metric_list(data.metrics_secondary, "metrics_secondary")
             if "metrics_secondary" in sent else list(experiment.metrics_secondary or [])
         )
-        saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) if "saved_metrics_ids" in sent else None
+        saved_pairs = None
+        if "saved_metrics_ids" in sent:
+            # `saved_metrics_ids: null` unlinks them all, like an empty list.
+            saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) or []
         if saved_pairs is not None:
             saved = await self._load_saved_metrics(saved_pairs)
         else:
