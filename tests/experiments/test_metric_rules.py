@@ -196,3 +196,61 @@ class TestSavedMetrics:
         assert unlinked["secondary_metrics_ordered_uuids"] in (None, [])
         relinked = await patch(kit, experiment["id"], saved_metrics_ids=[{"id": saved["id"]}])
         assert [link["saved_metric"] for link in relinked["saved_metrics"]] == [saved["id"]]
+
+
+def mean(metric_uuid: str) -> dict[str, Any]:
+    return {"kind": "ExperimentMetric", "metric_type": "mean", "uuid": metric_uuid,
+            "source": {"kind": "EventsNode", "event": "$pageview"}}
+
+
+class TestOrderingRule:
+    """The reference rule: every metric uuid exactly once, requested order first; see README."""
+
+    @pytest.mark.parametrize(
+        ("payload", "status", "stored"),
+        [
+            (["uuid-b", "uuid-a"], 200, ["uuid-b", "uuid-a"]),
+            (["uuid-b", "uuid-b", "uuid-a"], 200, ["uuid-b", "uuid-a"]),
+            (["uuid-b"], 200, ["uuid-b", "uuid-a"]),
+            (["not-a-metric", "uuid-b"], 200, ["uuid-b", "uuid-a"]),
+            (None, 200, ["uuid-a", "uuid-b"]),
+            (["uuid-a", ""], 400, ["uuid-a", "uuid-b"]),
+            (["uuid-a", "  "], 400, ["uuid-a", "uuid-b"]),
+            ("uuid-a", 400, ["uuid-a", "uuid-b"]),
+        ],
+    )
+    async def test_patched_ordering(self, kit, payload, status, stored):
+        experiment = await create(kit, metrics=[mean("uuid-a"), mean("uuid-b")],
+                                  primary_metrics_ordered_uuids=["uuid-a", "uuid-b"])
+        body = await patch(kit, experiment["id"], status, primary_metrics_ordered_uuids=payload)
+        if status == 400:
+            assert body["attr"].startswith("primary_metrics_ordered_uuids")
+        detail = (await kit.client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)).json()
+        assert detail["primary_metrics_ordered_uuids"] == stored
+
+    async def test_blank_entry_names_its_index(self, kit):
+        experiment = await create(kit, metrics=[mean("uuid-a")])
+        body = await patch(kit, experiment["id"], 400, secondary_metrics_ordered_uuids=["uuid-a", ""])
+        assert body == {"type": "validation_error", "code": "blank", "detail": "This field may not be blank.",
+                        "attr": "secondary_metrics_ordered_uuids__1"}
+
+    async def test_added_and_removed_metrics_follow_and_null_stays_null_without_metrics(self, kit):
+        experiment = await create(kit)
+        assert experiment["primary_metrics_ordered_uuids"] is None
+        updated = await patch(kit, experiment["id"], metrics=[mean("uuid-a"), mean("uuid-b")],
+                              allow_unknown_events=True)
+        assert updated["primary_metrics_ordered_uuids"] == ["uuid-a", "uuid-b"]
+        updated = await patch(kit, experiment["id"], metrics=[mean("uuid-b"), mean("uuid-c")],
+                              allow_unknown_events=True)
+        assert updated["primary_metrics_ordered_uuids"] == ["uuid-b", "uuid-c"]
+
+    async def test_create_with_saved_metrics_only_keeps_the_requested_order(self, kit):
+        first = await save_metric(kit, f"m-{uuid.uuid4().hex[:6]}")
+        second = await save_metric(kit, f"m-{uuid.uuid4().hex[:6]}")
+        wanted = [second["query"]["uuid"], first["query"]["uuid"]]
+        experiment = await create(
+            kit, saved_metrics_ids=[{"id": first["id"], "metadata": {"type": "secondary"}},
+                                    {"id": second["id"], "metadata": {"type": "secondary"}}],
+            secondary_metrics_ordered_uuids=wanted,
+        )
+        assert experiment["secondary_metrics_ordered_uuids"] == wanted

@@ -228,8 +228,13 @@ def fingerprint(
 
 
 def ordered_uuids(requested: list[Any] | None, uuids: list[str]) -> list[str] | None:
-    """The display order: requested uuids that still exist, then any missing ones appended."""
+    """The display order (the reference rule): every metric uuid exactly once.
+
+    Requested uuids that are metrics of the experiment come first, in the order sent, each once;
+    uuids that are not (never were, or were removed) are dropped; the metrics not mentioned
+    follow in list order. `null` with no metrics stays `null`.
+    """
     if requested is None and not uuids:
         return None
-    kept = [item for item in (requested or []) if item in uuids]
+    kept = [item for item in dict.fromkeys(requested or []) if item in uuids]
     return kept + [item for item in uuids if item not in kept]

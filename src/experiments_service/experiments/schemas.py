@@ -4,7 +4,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.flags.schemas import MinimalFeatureFlag
@@ -28,6 +28,8 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# An entry of a metric ordering list: a metric uuid, never blank.
+MetricUUID = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class HoldoutOut(BaseModel):
@@ -211,8 +213,8 @@ class _ExperimentWrite(BaseModel):
     scheduling_config: dict[str, Any] | None = None
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
-    primary_metrics_ordered_uuids: list[Any] | None = None
-    secondary_metrics_ordered_uuids: list[Any] | None = None
+    primary_metrics_ordered_uuids: list[MetricUUID] | None = None
+    secondary_metrics_ordered_uuids: list[MetricUUID] | None = None
     only_count_matured_users: bool | None = None
     allow_unknown_events: bool = False
     update_feature_flag_params: bool = False

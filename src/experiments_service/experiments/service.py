@@ -213,8 +213,8 @@ class ExperimentService:
             experiment,
             saved,
             saved_pairs or [],
-            requested_primary=data.primary_metrics_ordered_uuids if "metrics" in sent else None,
-            requested_secondary=data.secondary_metrics_ordered_uuids if "metrics_secondary" in sent else None,
+            requested_primary=data.primary_metrics_ordered_uuids,
+            requested_secondary=data.secondary_metrics_ordered_uuids,
             primary_sent="metrics" in sent,
             secondary_sent="metrics_secondary" in sent,
         )
