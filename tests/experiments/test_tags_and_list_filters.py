@@ -55,6 +55,8 @@ class TestTags:
         url = f"{kit.base}/experiments/{experiment['id']}/"
         response = await kit.client.patch(url, json={"description": "still tagged"}, headers=kit.headers)
         assert response.status_code == 200 and response.json()["tags"] == ["one"]
+        response = await kit.client.patch(url, json={"tags": None}, headers=kit.headers)
+        assert response.status_code == 200 and response.json()["tags"] == ["one"]
         response = await kit.client.patch(url, json={"tags": ["two", "three"]}, headers=kit.headers)
         assert response.json()["tags"] == ["three", "two"]
         response = await kit.client.patch(url, json={"tags": []}, headers=kit.headers)

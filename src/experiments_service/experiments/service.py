@@ -345,7 +345,7 @@ class ExperimentService:
         experiment.metrics, experiment.metrics_secondary = primary, secondary
         if "saved_metrics_ids" in sent:
             await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
-        if "tags" in sent:
+        if data.tags is not None:  # `tags: null` keeps them, as in PostHog
             await TagService(self.session, self.project_id).set_tags(experiment.id, data.tags)
         self._sync_ordering(
             experiment,
