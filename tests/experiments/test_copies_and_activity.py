@@ -113,6 +113,11 @@ class TestDuplicate:
             "Conflict Test (Copy)", "Conflict Test (Copy) 1", "Conflict Test (Copy) 2",
         ]
 
+    async def test_a_long_name_is_shortened_to_fit(self, kit):
+        original = await create(kit, name="n" * 400)
+        copy = await post(kit, f"{original['id']}/duplicate/", {})
+        assert copy["name"].endswith(" (Copy)") and len(copy["name"]) <= 400
+
     async def test_a_given_name_is_used(self, kit):
         original = await create(kit)
         copy = await post(kit, f"{original['id']}/duplicate/", {"name": "Second round"})

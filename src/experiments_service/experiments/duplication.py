@@ -23,6 +23,7 @@ from experiments_service.flags.service import FlagService
 from experiments_service.flags.validation import variants_of
 from experiments_service.models import Experiment, FeatureFlag, PersonalAPIKey, User
 
+MAX_NAME_LENGTH = 400
 LEGACY_REFUSAL = {"detail": "Duplication is not supported for experiments using legacy metrics."}
 TARGET_NOT_FOUND = {"detail": "Target team not found."}
 TARGET_NOT_WRITABLE = {"detail": "You do not have write access to the target project."}
@@ -119,8 +120,8 @@ class ExperimentCopier:
         return await ExperimentService(self.session, target_id, self.actor).create(data)
 
     async def _free_copy_name(self, source_name: str, project_id: int) -> str:
-        """`X (Copy)`, else the first free `X (Copy) 1`, `X (Copy) 2`, …"""
-        base = f"{source_name} (Copy)"
+        """`X (Copy)`, else the first free `X (Copy) 1`, `X (Copy) 2`, … (X shortened to fit 400 characters)."""
+        base = f"{source_name[:MAX_NAME_LENGTH - len(' (Copy) 99999')]} (Copy)"
         taken = await AuxiliaryRepository(self.session, project_id).experiment_names_like(base)
         if base not in taken:
             return base
