@@ -66,7 +66,7 @@ class ExperimentCopier:
 
     async def _source(self, experiment_id: int) -> tuple[Experiment, FeatureFlag, list[tuple[Any, Any]]]:
         source = await self.source_service.get(experiment_id)
-        flag = (await self.source_service.repo.flags([source.feature_flag_id]))[source.feature_flag_id]
+        flag = (await self.source_service.flags.by_ids([source.feature_flag_id]))[source.feature_flag_id]
         links = (await self.source_service.repo.saved_metric_links([source.id]))[source.id]
         inline = list(source.metrics or []) + list(source.metrics_secondary or [])
         if any(metric_rules.is_legacy_metric(m) for m in inline) or any(
@@ -99,7 +99,7 @@ class ExperimentCopier:
         flag_key = body.feature_flag_key or source_flag.key
         name = body.name or await self._free_copy_name(source.name, target_id)
         target_flags = FlagService(self.session, target_id, self.actor)
-        flag = await target_flags.repo.get_live_by_key(flag_key)
+        flag = await target_flags.live_by_key(flag_key)
         if flag is None:
             filters = copy.deepcopy(source_flag.filters or {})
             if not same_project:
