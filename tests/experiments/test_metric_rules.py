@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_kit
+from tests.factories import make_kit
 
 INITIAL = [
     {"uuid": "metric-1", "name": "Initial Mean Metric", "kind": "ExperimentMetric", "metric_type": "mean",
