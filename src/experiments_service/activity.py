@@ -7,6 +7,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.models import ActivityLog
 
 
+def field_changes(scope: str, before: Any, after: Any) -> list[dict[str, Any]] | None:
+    """PostHog's `detail.changes`: one `{type, action, field, before, after}` per field that differs."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return None
+    return [
+        {"type": scope, "action": "changed", "field": field, "before": before.get(field), "after": after.get(field)}
+        for field in dict.fromkeys([*before, *after])
+        if before.get(field) != after.get(field)
+    ]
+
+
 def record_activity(
     session: AsyncSession,
     *,
@@ -19,9 +30,16 @@ def record_activity(
     before: Any = None,
     after: Any = None,
     extra: dict[str, Any] | None = None,
+    changes: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Add one entry to the caller's transaction (so it commits or rolls back with the change)."""
-    detail: dict[str, Any] = {"name": name, "before": before, "after": after}
+    """Add one entry to the caller's transaction (so it commits or rolls back with the change).
+
+    `changes` defaults to the field-by-field difference of `before` and `after`; a creation or a
+    deletion carries none, as in PostHog.
+    """
+    if changes is None and activity not in ("created", "deleted"):
+        changes = field_changes(scope, before, after)
+    detail: dict[str, Any] = {"name": name, "before": before, "after": after, "changes": changes}
     if extra:
         detail.update(extra)
     session.add(

@@ -12,6 +12,7 @@ from experiments_service.cohorts.router import router as cohorts_router
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
+from experiments_service.experiments.actions_router import router as experiments_actions_router
 from experiments_service.experiments.setup_router import router as experiment_setup_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
@@ -37,6 +38,7 @@ def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
         experiment_setup_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        experiments_actions_router,
         auth_router,
         cohorts_router,
         observability_router,

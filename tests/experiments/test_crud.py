@@ -41,7 +41,7 @@ class TestCreateDefaults:
             "filters", "archived", "deleted", "created_by", "created_at", "updated_at", "type", "exposure_criteria",
             "metrics", "metrics_secondary", "stats_config", "scheduling_config", "conclusion", "conclusion_comment",
             "primary_metrics_ordered_uuids", "secondary_metrics_ordered_uuids", "only_count_matured_users",
-            "status", "user_access_level",
+            "status", "user_access_level", "tags",
         ]
         assert body["status"] == "draft"
         assert body["description"] == ""

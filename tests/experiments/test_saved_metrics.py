@@ -73,7 +73,7 @@ class TestCreate:
             },
         ]  # fmt: skip
         for query in queries:
-            body = await create_metric(client, kit, query=query)
+            body = await create_metric(client, kit, name=f"Purchases ({query['metric_type']})", query=query)
             assert body["query"]["metric_type"] == query["metric_type"]
 
     async def test_invalid_queries_are_rejected_with_the_reference_messages(self, client, kit, app):

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine, MachineError, Transition
 
-from experiments_service.activity import record_activity
+from experiments_service.activity import field_changes, record_activity
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.flags.changes import FlagChange
@@ -209,9 +209,16 @@ def record_change(
     fields: list[str] | None = None,
     *,
     extra: dict[str, Any] | None = None,
+    extra_changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> None:
-    """Log an experiment change: `before` holds the old values of the fields that may have changed."""
+    """Log an experiment change: `before` holds the old values of the fields that may have changed.
+
+    `extra_changes` adds `{field: (before, after)}` entries for what is not a column (the shipped
+    variant). A web experiment's `parameters` are not logged, as PostHog does not log them.
+    """
     names = fields if fields is not None else list(before)
+    if experiment.type == "web":
+        names = [name for name in names if name != "parameters"]
     after = {name: _jsonable(getattr(experiment, name)) for name in names}
     old = {name: _jsonable(before.get(name)) for name in names}
     changed = [name for name in names if old[name] != after[name]]
@@ -226,6 +233,11 @@ def record_change(
         before={name: old[name] for name in changed},
         after={name: after[name] for name in changed},
         extra=extra,
+        changes=None if activity == "created" else field_changes(
+            "Experiment",
+            {**{name: old[name] for name in changed}, **{f: b for f, (b, _) in (extra_changes or {}).items()}},
+            {**{name: after[name] for name in changed}, **{f: a for f, (_, a) in (extra_changes or {}).items()}},
+        ),
     )
 
 

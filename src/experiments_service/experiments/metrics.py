@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -21,17 +21,22 @@ class _Node(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class _EventsNode(_Node):
+class _SourceNode(_Node):
+    # Property filters are a list; PostHog refuses the `{key: {value, operator}}` dict shape.
+    properties: list[Any] | None = None
+
+
+class _EventsNode(_SourceNode):
     kind: Literal["EventsNode"]
     event: str | None = None
 
 
-class _ActionsNode(_Node):
+class _ActionsNode(_SourceNode):
     kind: Literal["ActionsNode"]
     id: int
 
 
-class _DataWarehouseNode(_Node):
+class _DataWarehouseNode(_SourceNode):
     kind: Literal["ExperimentDataWarehouseNode"]
     table_name: str
 
@@ -64,9 +69,15 @@ class _RetentionMetric(_Node):
     retention_window_unit: Literal["second", "minute", "hour", "day", "week", "month"]
 
 
+# One model per metric type, so a problem's `loc` starts at the metric's own field (`('numerator',)`).
+_METRIC_SHAPES: dict[str, type[_Node]] = {
+    "mean": _MeanMetric, "funnel": _FunnelMetric, "ratio": _RatioMetric, "retention": _RetentionMetric,
+}
 _METRIC_SHAPE = TypeAdapter(
     Annotated[_MeanMetric | _FunnelMetric | _RatioMetric | _RetentionMetric, Field(discriminator="metric_type")]
 )
+# Fields that do not change a metric's results (PostHog's fingerprint ignores the same ones).
+FINGERPRINT_IGNORED_FIELDS = ("uuid", "name", "kind", "fingerprint", "only_count_matured_users")
 
 
 def is_legacy_metric(metric: Any) -> bool:
@@ -103,11 +114,16 @@ def validate_metric(metric: Any, index: int, attr: str) -> None:
             "The experiment exposure event is added as the initial step automatically.",
             attr=attr,
         )
+    shape = _METRIC_SHAPES.get(metric.get("metric_type"))
     try:
-        _METRIC_SHAPE.validate_python(metric)
+        if shape is None:
+            _METRIC_SHAPE.validate_python(metric)
+        else:
+            shape.model_validate(metric)
     except PydanticValidationError as error:
+        # Pydantic's own rendering (`'loc': ('numerator',), 'msg': 'Field required'`), without the input.
         problems = [
-            {"loc": list(problem["loc"]), "type": problem["type"], "msg": problem["msg"]}
+            {"type": problem["type"], "loc": tuple(problem["loc"]), "msg": problem["msg"]}
             for problem in error.errors(include_url=False, include_input=False, include_context=False)
         ][:MAX_REPORTED_SCHEMA_ERRORS]
         raise ValidationError(f"{prefix} {problems}.", attr=attr) from None
@@ -163,6 +179,19 @@ def assign_uuids(
     return result[0], result[1]
 
 
+def _without_empty_breakdowns(metric: dict[str, Any]) -> None:
+    """A `breakdownFilter` with no breakdowns is the same metric as none at all."""
+    breakdown_filter = metric.get("breakdownFilter", "absent")
+    if breakdown_filter is None:
+        metric.pop("breakdownFilter")
+    elif isinstance(breakdown_filter, dict) and not breakdown_filter.get("breakdowns"):
+        rest = {key: value for key, value in breakdown_filter.items() if key != "breakdowns"}
+        if rest:
+            metric["breakdownFilter"] = rest
+        else:
+            metric.pop("breakdownFilter")
+
+
 def fingerprint(
     metric: dict[str, Any],
     *,
@@ -172,22 +201,40 @@ def fingerprint(
     only_count_matured_users: bool,
     excluded_variants: list[str] | None,
 ) -> str:
-    """SHA-256 over everything that changes a metric's results, so stored results can be matched."""
-    definition = {key: value for key, value in metric.items() if key not in ("fingerprint", "uuid", "name")}
-    payload = {
+    """SHA-256 over everything that changes a metric's results, byte for byte PostHog's.
+
+    Compact JSON with sorted keys of the metric (minus `FINGERPRINT_IGNORED_FIELDS`), the UTC
+    start date, the stats method (bayesian by default) and, only when set, the exposure
+    criteria, `only_count_matured_users` and the sorted excluded variants; so stored results
+    and PostHog's own hashes match for the same experiment.
+    """
+    definition = copy.deepcopy(metric)
+    for field in FINGERPRINT_IGNORED_FIELDS:
+        definition.pop(field, None)
+    _without_empty_breakdowns(definition)
+    payload: dict[str, Any] = {
         "metric": definition,
-        "start_date": start_date.isoformat() if start_date else None,
-        "stats_method": (stats_config or {}).get("method"),
-        "exposure_criteria": exposure_criteria,
-        "only_count_matured_users": only_count_matured_users,
-        "excluded_variants": sorted(excluded_variants or []),
+        "start_date": start_date.astimezone(UTC).isoformat() if isinstance(start_date, datetime) else start_date,
+        "stats_method": (stats_config or {}).get("method") or "bayesian",
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    if exposure_criteria:
+        payload["exposure_criteria"] = exposure_criteria
+    if only_count_matured_users:
+        payload["only_count_matured_users"] = True
+    if excluded_variants:
+        payload["excluded_variants"] = sorted(set(excluded_variants))
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
 def ordered_uuids(requested: list[Any] | None, uuids: list[str]) -> list[str] | None:
-    """The display order: requested uuids that still exist, then any missing ones appended."""
+    """The display order (the reference rule): every metric uuid exactly once.
+
+    Requested uuids that are metrics of the experiment come first, in the order sent, each once;
+    uuids that are not (never were, or were removed) are dropped; the metrics not mentioned
+    follow in list order. `null` with no metrics stays `null`.
+    """
     if requested is None and not uuids:
         return None
-    kept = [item for item in (requested or []) if item in uuids]
+    kept = [item for item in dict.fromkeys(requested or []) if item in uuids]
     return kept + [item for item in uuids if item not in kept]

@@ -12,7 +12,9 @@ from experiments_service.models import (
     ExperimentHoldout,
     ExperimentSavedMetric,
     ExperimentStatus,
+    ExperimentTag,
     ExperimentToSavedMetric,
+    Tag,
     User,
 )
 from experiments_service.repository import ProjectRepository
@@ -29,6 +31,11 @@ class ExperimentListQuery:
     created_by_ids: list[int] | None = None
     feature_flag_id: int | None = None
     search: str | None = None
+    event: str | None = None
+    tags: list[str] | None = None
+    excluded_tags: list[str] | None = None
+    # Experiments whose metrics use the `event` filter's event (None: no such filter).
+    experiment_ids: set[int] | None = None
     order: str = "-created_at"
     limit: int = 100
     offset: int = 0
@@ -151,6 +158,12 @@ class ExperimentRepository(ProjectRepository):
             query = query.where(Experiment.feature_flag_id == params.feature_flag_id)
         if params.search:
             query = query.where(func.lower(Experiment.name).contains(params.search.lower(), autoescape=True))
+        if params.experiment_ids is not None:
+            query = query.where(Experiment.id.in_(params.experiment_ids))
+        if params.tags:
+            query = query.where(Experiment.id.in_(self._tagged_with(params.tags)))
+        if params.excluded_tags:
+            query = query.where(Experiment.id.not_in(self._tagged_with(params.excluded_tags)))
         count = (await self.session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
         descending = params.order.startswith("-")
         expression = self._order_expression(params.order.lstrip("-"))
@@ -158,6 +171,13 @@ class ExperimentRepository(ProjectRepository):
         tiebreak = Experiment.id.desc() if descending else Experiment.id.asc()
         query = query.order_by(ordered.nulls_last(), tiebreak).limit(params.limit).offset(params.offset)
         return count, (await self.session.execute(query)).scalars().all()
+
+    def _tagged_with(self, names: list[str]) -> Select:
+        return (
+            select(ExperimentTag.experiment_id)
+            .join(Tag, Tag.id == ExperimentTag.tag_id)
+            .where(Tag.project_id == self.project_id, Tag.name.in_(names))
+        )
 
     def _order_expression(self, field: str):
         if field == "status":

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.errors import ValidationError
+from experiments_service.experiments.auxiliary_repository import AuxiliaryRepository
 from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
 from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.models import ExperimentSavedMetric, User
@@ -120,7 +121,15 @@ class SavedMetricService(LinkedObjectService[ExperimentSavedMetric, SavedMetricO
     rendering = SavedMetricOut
     activity_type = "saved_metric"
 
+    async def _check_name_free(self, name: str, *, excluding_id: int | None = None) -> None:
+        """Names are unique per project (PostHog's message, `attr: name`)."""
+        if await AuxiliaryRepository(self.session, self.project_id).saved_metric_name_taken(
+            name, excluding_id=excluding_id
+        ):
+            raise ValidationError("A shared metric with this name already exists", attr="name")
+
     async def create(self, data: SavedMetricCreate) -> ExperimentSavedMetric:
+        await self._check_name_free(data.name)
         metric = ExperimentSavedMetric(
             project_id=self.project_id,
             name=data.name,
@@ -140,6 +149,8 @@ class SavedMetricService(LinkedObjectService[ExperimentSavedMetric, SavedMetricO
     ) -> ExperimentSavedMetric:
         """Apply the fields sent (PATCH, or PUT with the required ones); the query keeps its uuid."""
         changes = data.model_dump(exclude_unset=True)
+        if changes.get("name") is not None and changes["name"] != metric.name:
+            await self._check_name_free(changes["name"], excluding_id=metric.id)
         if "query" in changes:
             changes["query"] = _normalized_query(changes["query"], existing_uuid=(metric.query or {}).get("uuid"))
         if "tags" in changes:

@@ -4,7 +4,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.flags.schemas import MinimalFeatureFlag
@@ -28,6 +28,8 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# An entry of a metric ordering list: a metric uuid, never blank.
+MetricUUID = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class HoldoutOut(BaseModel):
@@ -130,6 +132,7 @@ class ExperimentOut(BaseModel):
     only_count_matured_users: bool
     status: Status
     user_access_level: str | None = "editor"
+    tags: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(
@@ -140,6 +143,7 @@ class ExperimentOut(BaseModel):
         holdout: HoldoutOut | None,
         saved_metrics: list[ExperimentToSavedMetricOut],
         created_by: User | None,
+        tags: list[str] | None = None,
     ) -> "ExperimentOut":
         return cls(
             id=experiment.id,
@@ -172,6 +176,7 @@ class ExperimentOut(BaseModel):
             secondary_metrics_ordered_uuids=experiment.secondary_metrics_ordered_uuids,
             only_count_matured_users=experiment.only_count_matured_users,
             status=experiment.status,
+            tags=tags or [],
         )
 
 
@@ -208,11 +213,12 @@ class _ExperimentWrite(BaseModel):
     scheduling_config: dict[str, Any] | None = None
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
-    primary_metrics_ordered_uuids: list[Any] | None = None
-    secondary_metrics_ordered_uuids: list[Any] | None = None
+    primary_metrics_ordered_uuids: list[MetricUUID] | None = None
+    secondary_metrics_ordered_uuids: list[MetricUUID] | None = None
     only_count_matured_users: bool | None = None
     allow_unknown_events: bool = False
     update_feature_flag_params: bool = False
+    tags: list[str] | None = None
 
 
 class ExperimentCreate(_ExperimentWrite):

@@ -23,6 +23,8 @@ from experiments_service.experiments.schemas import (
     HoldoutOut,
     ShipVariantRequest,
 )
+from experiments_service.experiments.list_filters import experiments_using_event
+from experiments_service.experiments.tags import TagService, tags_in_query
 from experiments_service.experiments.validation import (
     baseline_key,
     check_date_range,
@@ -57,7 +59,7 @@ UPDATABLE_FIELDS = frozenset(
         "secondary_metrics", "holdout_id", "exposure_criteria", "metrics", "metrics_secondary", "stats_config",
         "scheduling_config", "conclusion", "conclusion_comment", "primary_metrics_ordered_uuids",
         "secondary_metrics_ordered_uuids", "saved_metrics_ids", "only_count_matured_users",
-        "allow_unknown_events", "update_feature_flag_params", "feature_flag_key",
+        "allow_unknown_events", "update_feature_flag_params", "feature_flag_key", "tags",
     }
 )
 LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
@@ -131,6 +133,8 @@ class ExperimentService:
         return experiment, flag
 
     async def page(self, params: ExperimentListQuery) -> tuple[int, list[ExperimentOut]]:
+        if params.event:
+            params.experiment_ids = await experiments_using_event(self.session, self.project_id, params.event)
         count, experiments = await self.repo.page(params)
         return count, await self.render_many(experiments)
 
@@ -145,6 +149,7 @@ class ExperimentService:
         users = await self.repo.users(
             [e.created_by_id for e in experiments] + [h.created_by_id for h in holdouts.values()]
         )
+        tags = await TagService(self.session, self.project_id).tags_of([e.id for e in experiments])
         rendered = []
         for experiment in experiments:
             holdout = holdouts.get(experiment.holdout_id) if experiment.holdout_id else None
@@ -159,6 +164,7 @@ class ExperimentService:
                     holdout=HoldoutOut.of(holdout, users.get(holdout.created_by_id)) if holdout else None,
                     saved_metrics=saved,
                     created_by=users.get(experiment.created_by_id),
+                    tags=tags.get(experiment.id),
                 )
             )
         return rendered
@@ -220,14 +226,16 @@ class ExperimentService:
         )
         self.repo.add(experiment)
         await self.session.flush()
+        if data.tags:
+            await TagService(self.session, self.project_id).set_tags(experiment.id, data.tags)
         if saved_pairs:
             await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
         self._sync_ordering(
             experiment,
             saved,
             saved_pairs or [],
-            requested_primary=data.primary_metrics_ordered_uuids if "metrics" in sent else None,
-            requested_secondary=data.secondary_metrics_ordered_uuids if "metrics_secondary" in sent else None,
+            requested_primary=data.primary_metrics_ordered_uuids,
+            requested_secondary=data.secondary_metrics_ordered_uuids,
             primary_sent="metrics" in sent,
             secondary_sent="metrics_secondary" in sent,
         )
@@ -287,7 +295,8 @@ class ExperimentService:
                 validate_parameters(data.parameters, baseline=baseline_key(stats_config)) if "parameters" in sent else None
             ),
             exposure_criteria=(
-                validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
+                validate_exposure_criteria(data.exposure_criteria, fill_defaults=False)
+                if "exposure_criteria" in sent else None
             ),
         )
         await self._plan_metrics(experiment, plan, links)
@@ -333,7 +342,10 @@ class ExperimentService:
             metric_rules.validate_metric_list(data.metrics_secondary, "metrics_secondary")
             if "metrics_secondary" in sent else list(experiment.metrics_secondary or [])
         )
-        saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) if "saved_metrics_ids" in sent else None
+        saved_pairs = None
+        if "saved_metrics_ids" in sent:
+            # `saved_metrics_ids: null` unlinks them all, like an empty list.
+            saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) or []
         if saved_pairs is not None:
             plan.saved = await self._load_saved_metrics(saved_pairs)
             plan.saved_pairs = saved_pairs
@@ -389,6 +401,8 @@ class ExperimentService:
         experiment.metrics, experiment.metrics_secondary = plan.primary, plan.secondary
         if "saved_metrics_ids" in sent:
             await self.repo.replace_saved_metric_links(experiment.id, plan.saved_pairs)
+        if data.tags is not None:  # `tags: null` keeps them, as in PostHog
+            await TagService(self.session, self.project_id).set_tags(experiment.id, data.tags)
         self._sync_ordering(
             experiment,
             plan.saved,
@@ -477,6 +491,7 @@ class ExperimentService:
         return await self._logged(
             experiment, "variant_shipped", before,
             extra={"variant_key": body.variant_key, "release_to_everyone": body.release_to_everyone},
+            extra_changes={"shipped_variant": (None, body.variant_key)},
         )
 
     async def reset(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
@@ -503,10 +518,11 @@ class ExperimentService:
         return await self._logged(experiment, "unarchived", before)
 
     async def _logged(
-        self, experiment: Experiment, activity: str, before: dict[str, Any], extra: dict[str, Any] | None = None
+        self, experiment: Experiment, activity: str, before: dict[str, Any], extra: dict[str, Any] | None = None,
+        extra_changes: dict[str, tuple[Any, Any]] | None = None,
     ) -> Experiment:
         await self.session.flush()
-        record_change(self.session, experiment, self.actor, activity, before, extra=extra)
+        record_change(self.session, experiment, self.actor, activity, before, extra=extra, extra_changes=extra_changes)
         return experiment
 
     async def _activate(self, experiment: Experiment, flag: FeatureFlag, active: bool) -> None:
@@ -652,6 +668,9 @@ def parse_list_query(params: dict[str, str], *, limit: int, offset: int) -> Expe
         created_by_ids=_ids(params.get("created_by_id")),
         feature_flag_id=feature_flag_id,
         search=params.get("search") or None,
+        event=params.get("event") or None,
+        tags=tags_in_query(params.get("tags")),
+        excluded_tags=tags_in_query(params.get("excluded_tags")),
         order=order,
         limit=limit,
         offset=offset,

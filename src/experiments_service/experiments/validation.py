@@ -177,8 +177,11 @@ def validate_baseline(stats_config: dict[str, Any] | None, variant_keys: list[st
         )
 
 
-def validate_exposure_criteria(criteria: Any) -> dict[str, Any]:
-    """Check the shape and fill in `filterTestAccounts: true` when missing."""
+def validate_exposure_criteria(criteria: Any, *, fill_defaults: bool = True) -> dict[str, Any]:
+    """Check the shape; on create, fill in `filterTestAccounts: true` when missing.
+
+    An update stores the criteria as sent (PostHog's metric fingerprints depend on that).
+    """
     if criteria is None:
         criteria = {}
     if not isinstance(criteria, dict):
@@ -188,7 +191,8 @@ def validate_exposure_criteria(criteria: Any) -> dict[str, Any]:
         )
     criteria = copy.deepcopy(criteria)
     if "filterTestAccounts" not in criteria:
-        criteria["filterTestAccounts"] = True
+        if fill_defaults:
+            criteria["filterTestAccounts"] = True
     elif not isinstance(criteria["filterTestAccounts"], bool):
         raise ValidationError("exposure_criteria.filterTestAccounts must be a boolean", attr="exposure_criteria")
     config = criteria.get("exposure_config")
@@ -206,10 +210,13 @@ def validate_exposure_criteria(criteria: Any) -> dict[str, Any]:
         raise ValidationError("exposure_criteria.exposure_config of kind ActionsNode needs an integer 'id'",
                               attr="exposure_criteria")
     if kind == "ExperimentEventExposureConfig" and (
-        not isinstance(config.get("event"), str) or not isinstance(config.get("properties"), list)
+        not isinstance(config.get("event"), str) or not config["event"].strip()
+        or not isinstance(config.get("properties"), list)
+        or not all(isinstance(item, dict) for item in config["properties"])
     ):
         raise ValidationError(
-            "exposure_criteria.exposure_config needs 'event' (string) and 'properties' (list)",
+            "exposure_criteria.exposure_config needs 'event' (a non-empty string) and 'properties' "
+            "(a list of property filter objects)",
             attr="exposure_criteria",
         )
     return criteria

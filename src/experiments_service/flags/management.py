@@ -24,6 +24,27 @@ def _evaluation_tags(body: FeatureFlagCreate | FeatureFlagPatch) -> list[str] | 
     return body.evaluation_contexts if body.evaluation_contexts is not None else body.evaluation_tags
 
 
+def with_group_aggregation(filters: Any) -> Any:
+    """A top-level `aggregation_group_type_index` applies to every release group, as in PostHog.
+
+    An index stamps each group with it; an explicit null clears the groups' own indexes.
+    """
+    if not isinstance(filters, dict) or "aggregation_group_type_index" not in filters:
+        return filters
+    index = filters["aggregation_group_type_index"]
+    groups = filters.get("groups")
+    if not isinstance(groups, list):
+        return filters
+    stamped = []
+    for group in groups:
+        if isinstance(group, dict):
+            group = {key: value for key, value in group.items() if key != "aggregation_group_type_index"}
+            if index is not None:
+                group["aggregation_group_type_index"] = index
+        stamped.append(group)
+    return {**filters, "groups": stamped}
+
+
 class FlagManagement:
     def __init__(self, session: AsyncSession, project_id: int, actor: User | None):
         self.session = session
@@ -55,7 +76,7 @@ class FlagManagement:
         flag = await self.service.create_flag(
             key=body.key,
             name=body.name,
-            filters=body.filters,
+            filters=with_group_aggregation(body.filters),
             active=body.active,
             ensure_experience_continuity=bool(body.ensure_experience_continuity),
             evaluation_runtime=body.evaluation_runtime,
@@ -72,6 +93,8 @@ class FlagManagement:
         changes: dict[str, Any] = {
             field: sent[field] for field in ("key", "name", "filters", "active", "deleted", "evaluation_runtime") if field in sent
         }
+        if "filters" in changes:
+            changes["filters"] = with_group_aggregation(changes["filters"])
         if "ensure_experience_continuity" in sent:
             changes["ensure_experience_continuity"] = bool(sent["ensure_experience_continuity"])
         if "evaluation_tags" in sent or "evaluation_contexts" in sent:

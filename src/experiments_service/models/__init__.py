@@ -17,6 +17,7 @@ from experiments_service.models.experiments import (
     ResultsMaterialization,
 )
 from experiments_service.models.flags import FeatureFlag, FlagDefinitionsVersion, GroupTypeMapping, HashKeyOverride
+from experiments_service.models.tags import ExperimentTag, Tag
 
 __all__ = [
     "ActivityLog",
@@ -33,6 +34,7 @@ __all__ = [
     "ExperimentMetricResult",
     "ExperimentSavedMetric",
     "ExperimentStatus",
+    "ExperimentTag",
     "ExperimentTimeseriesRecalculation",
     "ExperimentToSavedMetric",
     "FeatureFlag",
@@ -47,6 +49,7 @@ __all__ = [
     "RateLimitCounter",
     "ResultsEntityValue",
     "ResultsMaterialization",
+    "Tag",
     "User",
     "utcnow",
 ]
