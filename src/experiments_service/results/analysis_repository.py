@@ -170,7 +170,8 @@ class AnalysisRepository(ResultsRepository):
     def _covariates(self, rules: ExposureRules, metric: MetricQuery, lookback_days: int) -> Select:
         """Per exposed entity: the metric over its own events in the lookback before its first
         exposure (a mean's source aggregate; for a funnel, 1 when it did the last step's event)."""
-        exposures = self._exposures(rules)
+        # The entity values' own `exposures` CTE sits in the same statement: this copy needs another name.
+        exposures = self._exposures(rules).element.cte("covariate_exposures")
         lookback = int(timedelta(days=lookback_days).total_seconds())
         pre_events = events.alias("pre_events")
         source = metric.sources[-1]
