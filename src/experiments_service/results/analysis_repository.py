@@ -123,7 +123,11 @@ class AnalysisRepository(ResultsRepository):
         columns += [func.count().filter(entities.c.value_0 >= index + 1) for index in range(steps)]
         joined = entities
         if cuped_lookback_days is not None:
-            covariates = self._covariates(rules, metric, cuped_lookback_days).subquery("covariates")
+            # MATERIALIZED: computed once. Inlined, PostgreSQL nested it in a loop over the entities
+            # (98 s instead of 2.4 s for 300 entities).
+            covariates = (
+                self._covariates(rules, metric, cuped_lookback_days).cte("covariates").prefix_with("MATERIALIZED")
+            )
             joined = entities.outerjoin(covariates, covariates.c.distinct_id == entities.c.distinct_id)
             covariate = func.coalesce(covariates.c.covariate, 0.0)
             columns += [func.sum(covariate), func.sum(covariate * covariate), func.sum(value * covariate)]
