@@ -6,6 +6,7 @@ Only the numbers come from those suites; the inputs are sufficient statistics, s
 the statistics module alone (the HTTP tests cover the way there).
 """
 
+import numpy as np
 import pytest
 
 from experiments_service.results import statistics
@@ -168,3 +169,36 @@ def test_gbstats_sequential_interval_is_tightest_near_the_tuning_parameter():
         return high - low
 
     assert width(6461) < width(10000) < width(10)
+
+
+def cuped_arm(key, post, pre):
+    return VariantAggregate(
+        key=key, number_of_samples=len(post), sum=float(post.sum()), sum_squares=float((post**2).sum()),
+        covariate_sum=float(pre.sum()), covariate_sum_squares=float((pre**2).sum()),
+        covariate_sum_product=float((post * pre).sum()),
+    )
+
+
+def test_posthog_cuped_theta_and_variance_reduction_with_correlated_data():
+    # PostHog's test_variance_reduction_with_correlated_data: post = 2·pre + noise, θ ≈ 2, > 50 % reduced.
+    rng = np.random.default_rng(42)
+    pre_t, pre_c = rng.normal(10, 3, 1000), rng.normal(10, 3, 1000)
+    post_t, post_c = 2 * pre_t + rng.normal(0.5, 1, 1000), 2 * pre_c + rng.normal(0, 1, 1000)
+
+    test, control, cuped = statistics.cuped_adjust("mean", cuped_arm("t", post_t, pre_t), cuped_arm("c", post_c, pre_c))
+
+    assert cuped.theta == pytest.approx(2.0, abs=0.05)
+    assert cuped.variance_reduction > 0.5 and cuped.baseline_variance_reduction > 0.5
+    assert test.variance < post_t.var(ddof=1) and control.variance < post_c.var(ddof=1)
+    # The adjusted difference is the raw one less θ times the covariate's difference.
+    assert test.mean - control.mean == pytest.approx(post_t.mean() - post_c.mean() - cuped.theta * (pre_t.mean() - pre_c.mean()))
+
+
+def test_posthog_cuped_no_adjustment_when_pre_variance_is_zero():
+    test = VariantAggregate("t", 100, 500.0, 3000.0, covariate_sum=500.0, covariate_sum_squares=2500.0, covariate_sum_product=2500.0)
+    control = VariantAggregate("c", 100, 480.0, 2800.0, covariate_sum=500.0, covariate_sum_squares=2500.0, covariate_sum_product=2400.0)
+
+    adjusted_test, adjusted_control, cuped = statistics.cuped_adjust("mean", test, control)
+
+    assert (cuped.theta, cuped.variance_reduction, cuped.baseline_variance_reduction) == (0.0, 0.0, 0.0)
+    assert (adjusted_test.mean, adjusted_control.mean) == (5.0, 4.8)
