@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from experiments_service.models import Event
 from experiments_service.models.base import UTCDateTime
 from experiments_service.results.repository import (
     MULTIPLE_VARIANTS,
@@ -23,10 +24,11 @@ from experiments_service.results.repository import (
     ExposureRules,
     MetricQuery,
     ResultsRepository,
-    _PlusSeconds,
-    events,
 )
+from experiments_service.results.repository.dialect import PlusSeconds
 from experiments_service.results.statistics import VariantAggregate
+
+events = Event.__table__
 
 
 class ValuesOutOfRange(ArithmeticError):
@@ -192,7 +194,7 @@ class AnalysisRepository(ResultsRepository):
                 pre_events.c.distinct_id == exposures.c.distinct_id,
                 pre_events.c.timestamp >= rules.start - timedelta(seconds=lookback),
                 pre_events.c.timestamp < exposures.c.first_exposure,
-                _PlusSeconds(pre_events.c.timestamp, literal(lookback)) >= exposures.c.first_exposure,
+                PlusSeconds(pre_events.c.timestamp, literal(lookback)) >= exposures.c.first_exposure,
                 condition,
             ),
         )
@@ -235,8 +237,8 @@ class AnalysisRepository(ResultsRepository):
             and_(
                 *self._metric_event_conditions(completions, starts, starts.c.started_at, rules, None),
                 self._source_condition(completions, retention.completion),
-                completed >= _PlusSeconds(started, literal(retention.window_start * retention.unit_seconds)),
-                completed <= _PlusSeconds(started, literal(retention.window_end * retention.unit_seconds)),
+                completed >= PlusSeconds(started, literal(retention.window_start * retention.unit_seconds)),
+                completed <= PlusSeconds(started, literal(retention.window_end * retention.unit_seconds)),
             ),
         )
         retained = func.max(case((completions.c.id.is_not(None), 1.0), else_=0.0))
