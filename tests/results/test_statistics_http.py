@@ -47,12 +47,12 @@ async def capture(kit, rows: list[dict]) -> None:
         assert response.status_code == 200, response.text
 
 
-async def experiment(kit, metrics: list[dict], stats_config: dict | None = None) -> tuple[int, str]:
+async def experiment(kit, metrics: list[dict], stats_config: dict | None = None, start: datetime = START) -> tuple[int, str]:
     key = f"stats-{uuid.uuid4().hex[:8]}"
     response = await kit.client.post(f"{kit.base}/experiments/", headers=kit.headers, json={
         "name": key,
         "feature_flag_key": key,
-        "start_date": START.isoformat(),
+        "start_date": start.isoformat(),
         "parameters": {"feature_flag_variants": [
             {"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50},
         ]},
@@ -287,6 +287,35 @@ class TestRetention:
 
         assert variant["p_value"] == pytest.approx(2 * stats.t.sf(effect / se, df), rel=1e-9)
         assert body["exposures"] == {"control": 65, "test": 65, "$multiple": 0}
+
+
+    @pytest.mark.parametrize("start_handling, retained", [("first_seen", 0.0), ("last_seen", 3.0)])
+    async def test_day_windows_compare_calendar_days(self, kit, start_handling, retained):
+        midnight = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+        metric = {
+            "kind": "ExperimentMetric", "metric_type": "retention", "uuid": "retention",
+            "start_event": {"kind": "EventsNode", "event": "signup"},
+            "completion_event": {"kind": "EventsNode", "event": "login"},
+            "retention_window_start": 1, "retention_window_end": 1, "retention_window_unit": "day",
+            "start_handling": start_handling,
+        }
+        experiment_id, key = await experiment(kit, [metric], start=midnight)
+        rows = []
+        for index in range(3):
+            user = f"{key}-{index}"
+            rows += [
+                exposure(key, user, "control", midnight + timedelta(hours=1)),
+                # Starts at 23:00 on day 0 and day 1; returns at 01:00 on day 2, two hours after the last start.
+                action("signup", user, midnight + timedelta(hours=23)),
+                action("signup", user, midnight + timedelta(hours=47)),
+                action("login", user, midnight + timedelta(hours=49)),
+            ]
+        await capture(kit, rows)
+
+        [result] = (await results(kit, experiment_id))["results"]
+
+        # Day 2 is one calendar day after the last start (retained) and two after the first (not).
+        assert (result["baseline"]["number_of_samples"], result["baseline"]["sum"]) == (3, retained)
 
 
 def sequential_reference(effect: float, variance: float, n: int, alpha: float = 0.05, tuning: float = 5000.0):
