@@ -10,13 +10,14 @@ from experiments_service.background import start_background_services
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
-from experiments_service.experiments.extras_router import router as experiments_extras_router
+from experiments_service.experiments.setup_router import router as experiment_setup_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.router import router as flags_router
 from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
+from experiments_service.wiring import connect_flag_hooks
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -27,7 +28,7 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
+        experiment_setup_router, results_router, experiments_router, flags_router, events_router, approvals_router
     ):
         app.include_router(router)
 
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    connect_flag_hooks()
     app = FastAPI(
         title="Experiments service",
         version="0.1.0",
