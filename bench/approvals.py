@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments_service import migrate  # noqa: E402
 from experiments_service.app import create_app  # noqa: E402
 from experiments_service.settings import Settings  # noqa: E402
-from tests.conftest import _create_postgres_database, _drop_postgres_database, make_kit  # noqa: E402
+from tests.factories import make_kit  # noqa: E402
+from tests.flags.live_server import create_postgres_database, drop_postgres_database  # noqa: E402
 
 
 def _filters(rollout: int) -> dict:
@@ -93,12 +94,12 @@ async def main() -> None:
         await _run(f"sqlite+aiosqlite:///{folder}/bench.db", args.rounds)
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
-        url = await _create_postgres_database(base)
+        url = await create_postgres_database(base)
         try:
             print("PostgreSQL")
             await _run(url, args.rounds)
         finally:
-            await _drop_postgres_database(url)
+            await drop_postgres_database(url)
 
 
 if __name__ == "__main__":

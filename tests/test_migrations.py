@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from experiments_service import migrate
 from experiments_service.db import create_engine
 from experiments_service.models import Base
-from tests.conftest import _create_postgres_database, _drop_postgres_database
+from tests.flags.live_server import create_postgres_database, drop_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -21,9 +21,9 @@ async def empty_database_url(request, tmp_path):
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         pytest.skip("TEST_DATABASE_URL is not set")
-    url = await _create_postgres_database(base)
+    url = await create_postgres_database(base)
     yield url
-    await _drop_postgres_database(url)
+    await drop_postgres_database(url)
 
 
 async def _schema_diff(url: str) -> list:

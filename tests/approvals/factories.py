@@ -30,13 +30,6 @@ async def create_policy(kit, action_key: str, users: list[int], quorum: int = 1,
     return response.json()
 
 
-async def create_flag(kit, *, active: bool = True, filters: dict[str, Any] | None = None) -> dict[str, Any]:
-    body = {"key": f"flag-{uuid.uuid4().hex[:8]}", "active": active, "filters": filters or MULTIVARIATE_FILTERS}
-    response = await kit.client.post(f"{kit.base}/feature_flags/", json=body, headers=kit.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 async def load_flag(app, flag_id: int) -> FeatureFlag:
     async with app.state.db.sessionmaker() as session:
         return await session.get(FeatureFlag, flag_id)
@@ -52,14 +45,6 @@ async def activity(app, project_id: int, scope: str) -> list[ActivityLog]:
     async with app.state.db.sessionmaker() as session:
         query = select(ActivityLog).where(ActivityLog.project_id == project_id, ActivityLog.scope == scope)
         return list((await session.execute(query.order_by(ActivityLog.created_at))).scalars())
-
-
-async def create_experiment(kit) -> dict[str, Any]:
-    """A draft experiment with a new control/test flag, through the experiments API."""
-    body = {"name": "Checkout button", "feature_flag_key": f"exp-{uuid.uuid4().hex[:10]}"}
-    response = await kit.client.post(f"{kit.base}/experiments/", json=body, headers=kit.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def experiment_action(kit, experiment_id: int, name: str, body: dict[str, Any] | None = None):

@@ -1,14 +1,14 @@
 """`GET /api/projects/{id}/activity_log/`: newest first, filters, scope, project isolation."""
 
-from tests.approvals.factories import create_flag, create_policy, member
-from tests.conftest import make_kit
+from tests.approvals.factories import MULTIVARIATE_FILTERS, create_policy, member
+from tests.factories import create_flag, make_kit
 
 
 class TestActivityLog:
     async def test_entries_newest_first_with_filters(self, kit, client, app):
         approver_headers, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         gated = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"active": True}, headers=kit.headers)
         change_request_id = gated.json()["change_request_id"]
         await client.post(f"{kit.base}/change_requests/{change_request_id}/approve/", headers=approver_headers)
@@ -55,7 +55,7 @@ class TestActivityLog:
 
     async def test_scope_and_project_isolation(self, kit, client, app):
         other = await make_kit(app, client)
-        await create_flag(other)
+        await create_flag(other, filters=MULTIVARIATE_FILTERS)
         assert (await client.get(f"{kit.base}/activity_log/", headers=kit.headers)).json()["count"] == 0
         headers, _ = await kit.key(["experiment:read"])
         denied = await client.get(f"{kit.base}/activity_log/", headers=headers)

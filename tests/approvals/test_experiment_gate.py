@@ -3,13 +3,13 @@
 from tests.approvals.factories import (
     activity,
     change_requests,
-    create_experiment,
     create_policy,
     experiment_action,
     load_experiment,
     load_flag,
     member,
 )
+from tests.factories import create_experiment
 
 BODY_KEYS = [
     "code", "status", "detail", "message", "resource_type", "resource_id", "change_request_id", "change_request",

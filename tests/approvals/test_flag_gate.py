@@ -6,8 +6,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from experiments_service.models import ChangeRequest
-from tests.approvals.factories import activity, change_requests, create_flag, create_policy, load_flag, member
-from tests.conftest import make_kit
+from tests.approvals.factories import (
+    MULTIVARIATE_FILTERS,
+    activity,
+    change_requests,
+    create_policy,
+    load_flag,
+    member,
+)
+from tests.factories import create_flag, make_kit
 
 PENDING = "A pending approval request already exists for this action"
 
@@ -28,7 +35,7 @@ class TestEnableGate:
     async def test_409_body_and_nothing_written(self, kit, client, app):
         approver_headers, approver = await member(kit)
         policy = await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         before = await load_flag(app, flag["id"])
 
         response = await _patch(kit, flag["id"], {"active": True})
@@ -85,7 +92,7 @@ class TestEnableGate:
     async def test_second_attempt_is_change_request_pending(self, kit, client, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         first = (await _patch(kit, flag["id"], {"active": True})).json()
 
         again = await _patch(kit, flag["id"], {"active": True})
@@ -103,7 +110,7 @@ class TestEnableGate:
     async def test_approve_applies_then_retry_passes(self, kit, client, app):
         approver_headers, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         version = (await load_flag(app, flag["id"])).version
         gated = (await _patch(kit, flag["id"], {"active": True, "name": "Launch"})).json()
 
@@ -135,19 +142,19 @@ class TestDisableAndUpdateGates:
     async def test_disable_gated(self, kit, app):
         approver_headers, approver = await member(kit)
         await create_policy(kit, "feature_flag.disable", [approver])
-        flag = await create_flag(kit, active=True)
+        flag = await create_flag(kit, active=True, filters=MULTIVARIATE_FILTERS)
         response = await _patch(kit, flag["id"], {"active": False})
         assert response.status_code == 409
         assert response.json()["change_request"]["action_key"] == "feature_flag.disable"
         assert (await load_flag(app, flag["id"])).active is True
         # Enabling is not covered by a disable policy.
-        other = await create_flag(kit, active=False)
+        other = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         assert (await _patch(kit, other["id"], {"active": True})).status_code == 200
 
     async def test_rollout_update_gated_with_paths(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.update", [approver])
-        flag = await create_flag(kit)
+        flag = await create_flag(kit, filters=MULTIVARIATE_FILTERS)
         filters = {
             "groups": [{"properties": [], "rollout_percentage": 100}],
             "multivariate": {"variants": [{"key": "control", "rollout_percentage": 20},
@@ -202,14 +209,14 @@ class TestDisableAndUpdateGates:
     async def test_disabled_policy_does_not_gate(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver], enabled=False)
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         assert (await _patch(kit, flag["id"], {"active": True})).status_code == 200
         assert await change_requests(app, kit.project_id) == []
 
     async def test_bypass_user_passes_without_change_request(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver], bypass_users=[kit.user_id])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         response = await _patch(kit, flag["id"], {"active": True})
         assert response.status_code == 200 and response.json()["active"] is True
         assert await change_requests(app, kit.project_id) == []
@@ -218,7 +225,7 @@ class TestDisableAndUpdateGates:
         _, approver = await member(kit)
         enable = await create_policy(kit, "feature_flag.enable", [approver], name="Launch review")
         update = await create_policy(kit, "feature_flag.update", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         response = await _patch(
             kit, flag["id"], {"active": True, "filters": {"groups": [{"properties": [], "rollout_percentage": 30}]}}
         )
@@ -240,7 +247,7 @@ class TestDisableAndUpdateGates:
 class TestVotes:
     async def _gated(self, kit, approvers, **policy):
         await create_policy(kit, "feature_flag.enable", approvers, **policy)
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         response = await _patch(kit, flag["id"], {"active": True})
         assert response.status_code == 409
         return flag, response.json()
@@ -408,8 +415,8 @@ class TestChangeRequestReads:
     async def test_list_filters(self, kit, client, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        first = await create_flag(kit, active=False)
-        second = await create_flag(kit, active=False)
+        first = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
+        second = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         a = (await _patch(kit, first["id"], {"active": True})).json()
         b = (await _patch(kit, second["id"], {"active": True})).json()
         await _decide(kit, a["change_request_id"], "cancel", kit.headers)
@@ -440,7 +447,7 @@ class TestChangeRequestReads:
         other = await make_kit(app, client)
         _, other_approver = await member(other)
         await create_policy(other, "feature_flag.enable", [other_approver])
-        flag = await create_flag(other, active=False)
+        flag = await create_flag(other, active=False, filters=MULTIVARIATE_FILTERS)
         gated = (await _patch(other, flag["id"], {"active": True})).json()
         url = f"{kit.base}/change_requests/{gated['change_request_id']}/"
         assert (await client.get(url, headers=kit.headers)).status_code == 404
@@ -458,7 +465,7 @@ class TestConcurrentAttempts:
     async def test_racing_gated_changes_store_one_request(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
 
         responses = await asyncio.gather(*(_patch(kit, flag["id"], {"active": True}) for _ in range(8)))
 
@@ -474,7 +481,7 @@ class TestDecisionScopes:
     async def test_read_scope_cannot_decide(self, kit, client, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         gated = (await _patch(kit, flag["id"], {"active": True})).json()
         reader, _ = await kit.key(["approval:read"])
         assert (await client.get(f"{kit.base}/change_requests/", headers=reader)).status_code == 200
@@ -489,7 +496,7 @@ class TestApplyFailure:
     async def test_apply_that_cannot_be_written_fails_cleanly(self, kit, app):
         approver_headers, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=False)
+        flag = await create_flag(kit, active=False, filters=MULTIVARIATE_FILTERS)
         gated = (await _patch(kit, flag["id"], {"active": True, "key": "renamed-key"})).json()
         assert gated["code"] == "approval_required"
         taken = await kit.client.post(

@@ -5,7 +5,8 @@ import pytest
 from experiments_service.approvals.errors import ApprovalRequired
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag, User
-from tests.approvals.factories import change_requests, create_flag, create_policy, member
+from tests.approvals.factories import MULTIVARIATE_FILTERS, change_requests, create_policy, member
+from tests.factories import create_flag
 
 
 async def _update(app, kit, flag_id: int, changes: dict) -> None:
@@ -19,7 +20,7 @@ class TestGateContract:
     async def test_raises_and_defers_the_change_request(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.disable", [approver])
-        flag = await create_flag(kit, active=True)
+        flag = await create_flag(kit, active=True, filters=MULTIVARIATE_FILTERS)
 
         with pytest.raises(ApprovalRequired) as gated:
             await _update(app, kit, flag["id"], {"active": False, "name": "off"})
@@ -40,6 +41,6 @@ class TestGateContract:
     async def test_unchanged_fields_never_reach_the_gate(self, kit, app):
         _, approver = await member(kit)
         await create_policy(kit, "feature_flag.enable", [approver])
-        flag = await create_flag(kit, active=True)
+        flag = await create_flag(kit, active=True, filters=MULTIVARIATE_FILTERS)
         await _update(app, kit, flag["id"], {"active": True})
         assert await change_requests(app, kit.project_id) == []

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from experiments_service.models import ApprovalPolicy
 from tests.approvals.factories import activity, create_policy, member
-from tests.conftest import make_kit
+from tests.factories import make_kit
 
 
 async def _policies_in_db(app, project_id: int) -> list[ApprovalPolicy]:

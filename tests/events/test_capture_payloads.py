@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from tests.events.conftest import event, stored_events, stored_person
+from tests.events.helpers import event, stored_events, stored_person
 
 CAPTURE_PATHS = ["/batch/", "/capture/", "/e/", "/i/v0/e/"]
 OK = {"status": 1}
@@ -241,7 +241,7 @@ class TestAuthentication:
         assert await stored_events(app, kit.project_id) == []
 
     async def test_events_go_to_the_key_s_project_only(self, client, kit, app):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
         other = await make_kit(app, client)
         response = await client.post("/batch/", json={"api_key": other.project_api_key, "batch": [event("theirs")]})
@@ -266,7 +266,7 @@ class TestIdempotency:
         assert [row.event for row in await stored_events(app, kit.project_id)] == ["a"]
 
     async def test_same_uuid_in_another_project_is_a_different_event(self, client, capture, kit, app):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
         other = await make_kit(app, client)
         shared = event("a")

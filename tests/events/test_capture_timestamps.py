@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.events.conftest import event, iso, stored_events
+from tests.events.helpers import event, iso, stored_events
 
 
 def utcnow() -> datetime:

@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from tests.events.conftest import event, stored_events
+from tests.events.helpers import event, stored_events
 
 
 class TestPerEventDrops:

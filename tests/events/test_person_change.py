@@ -2,7 +2,7 @@
 can take in one step; it must equal applying the events one by one."""
 
 from experiments_service.events.parsing import PersonChange
-from tests.events.conftest import random_case, sequentially
+from tests.events.helpers import random_case, sequentially
 
 
 def test_net_change_equals_sequential_application():

@@ -4,8 +4,8 @@ import asyncio
 
 import httpx
 
-from tests.conftest import make_kit
-from tests.events.conftest import event, random_case, sequentially, stored_definitions, stored_events, stored_person
+from tests.factories import make_kit
+from tests.events.helpers import event, random_case, sequentially, stored_definitions, stored_events, stored_person
 
 
 class TestPersonProperties:

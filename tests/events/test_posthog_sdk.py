@@ -11,7 +11,7 @@ import requests
 from posthog import request as posthog_request
 from posthog.client import Client
 
-from tests.events.conftest import stored_events, stored_person
+from tests.events.helpers import stored_events, stored_person
 from tests.flags.live_server import running_server
 
 

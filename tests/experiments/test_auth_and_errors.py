@@ -7,8 +7,7 @@ was: no experiment, flag, holdout or activity entry written.
 from sqlalchemy import func, select
 
 from experiments_service.models import ActivityLog, Experiment, ExperimentHoldout, FeatureFlag
-from tests.conftest import make_kit
-from tests.experiments.extras_factories import load
+from tests.factories import create_experiment, load, make_kit
 
 NOT_AUTHENTICATED = {
     "type": "authentication_error",
@@ -34,12 +33,7 @@ def missing_scope(scope: str) -> dict:
     }
 
 
-async def create_experiment(client, kit, key: str = "auth-flag", **fields) -> dict:
-    response = await client.post(
-        f"{kit.base}/experiments/", json={"name": "Auth test", "feature_flag_key": key, **fields}, headers=kit.headers
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+AUTH_EXPERIMENT = {"name": "Auth test", "feature_flag_key": "auth-flag"}
 
 
 async def row_counts(app, project_id: int) -> dict[str, int]:
@@ -71,7 +65,7 @@ def routes(kit, experiment_id: int) -> list[tuple[str, str, dict | None]]:
 
 class TestAuthentication:
     async def test_no_credentials_is_401_with_challenge(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         before = await row_counts(app, kit.project_id)
         for method, url, body in routes(kit, experiment["id"]):
             response = await client.request(method, url, json=body)
@@ -81,7 +75,7 @@ class TestAuthentication:
         assert await row_counts(app, kit.project_id) == before
 
     async def test_unknown_key_is_401_authentication_failed(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         before = await row_counts(app, kit.project_id)
         revoked_looking = {"Authorization": "Bearer phx_" + "x" * 43}
         for method, url, body in routes(kit, experiment["id"]):
@@ -103,7 +97,7 @@ class TestAuthentication:
 
 class TestScopes:
     async def test_read_scope_reads_but_every_write_is_403(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         headers, _ = await kit.key(["experiment:read"])
         before = await row_counts(app, kit.project_id)
         base = f"{kit.base}/experiments/"
@@ -134,7 +128,7 @@ class TestScopes:
         assert fetched.json()["name"] == "w"
 
     async def test_star_grants_everything_and_other_objects_grant_nothing(self, client, kit):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         star, _ = await kit.key(["*"])
         for method, url, body in routes(kit, experiment["id"]):
             response = await client.request(method, url, json=body, headers=star)
@@ -151,7 +145,7 @@ class TestScopes:
 
 class TestProjectIsolation:
     async def test_a_member_of_another_project_sees_nothing(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         outsider = await make_kit(app, client)
         before = await row_counts(app, kit.project_id)
         for method, url, body in routes(kit, experiment["id"]):
@@ -164,7 +158,7 @@ class TestProjectIsolation:
 
     async def test_another_projects_experiment_through_my_project_is_404(self, client, kit, app):
         other = await make_kit(app, client)
-        foreign = await create_experiment(client, other, key="foreign-flag")
+        foreign = await create_experiment(other, name="Auth test", feature_flag_key="foreign-flag")
         base = f"{kit.base}/experiments/{foreign['id']}/"
         for method, url, body in (
             ("GET", base, None),
@@ -194,7 +188,7 @@ class TestProjectIsolation:
 
 class TestBadInput:
     async def test_malformed_json_is_a_parse_error(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         before = await row_counts(app, kit.project_id)
         json_headers = {**kit.headers, "Content-Type": "application/json"}
         for method, url in (
@@ -246,7 +240,7 @@ class TestBadInput:
         assert await row_counts(app, kit.project_id) == before
 
     async def test_bad_patch_and_action_bodies_change_nothing(self, client, kit, app):
-        experiment = await create_experiment(client, kit)
+        experiment = await create_experiment(kit, **AUTH_EXPERIMENT)
         before = await row_counts(app, kit.project_id)
         url = f"{kit.base}/experiments/{experiment['id']}/"
         for body, attr in (({"name": None}, "name"), ({"name": "x" * 401}, "name"), ({"holdout_id": 99999}, "holdout_id")):

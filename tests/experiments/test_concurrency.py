@@ -11,7 +11,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from experiments_service.models import ActivityLog, Experiment, FeatureFlag
-from tests.experiments.extras_factories import load
+from tests.factories import create_experiment, load
 
 CONCURRENCY = 20
 WRONG_STATE = {
@@ -20,20 +20,12 @@ WRONG_STATE = {
 }
 
 
-async def create_experiment(client, kit, key: str) -> dict:
-    response = await client.post(
-        f"{kit.base}/experiments/", json={"name": f"Concurrent {key}", "feature_flag_key": key}, headers=kit.headers
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 async def action(client, kit, experiment_id: int, name: str):
     return await client.post(f"{kit.base}/experiments/{experiment_id}/{name}/", headers=kit.headers)
 
 
 async def test_twenty_concurrent_launches_exactly_one_wins(client, kit, app):
-    experiment = await create_experiment(client, kit, "race-launch")
+    experiment = await create_experiment(kit, name="Concurrent race-launch", feature_flag_key="race-launch")
     responses = await asyncio.gather(*(action(client, kit, experiment["id"], "launch") for _ in range(CONCURRENCY)))
 
     assert Counter(r.status_code for r in responses) == {200: 1, 400: CONCURRENCY - 1}, [r.text for r in responses]
@@ -67,7 +59,7 @@ async def test_twenty_concurrent_launches_exactly_one_wins(client, kit, app):
 
 
 async def test_concurrent_pause_and_resume_keep_status_and_flag_consistent(client, kit, app):
-    experiment = await create_experiment(client, kit, "race-pause")
+    experiment = await create_experiment(kit, name="Concurrent race-pause", feature_flag_key="race-pause")
     assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
     names = ["pause" if index % 2 == 0 else "resume" for index in range(CONCURRENCY)]
     responses = await asyncio.gather(*(action(client, kit, experiment["id"], name) for name in names))
@@ -93,7 +85,7 @@ async def test_concurrent_pause_and_resume_keep_status_and_flag_consistent(clien
 
 async def test_alternating_pause_resume_sequence_ends_where_the_last_success_left_it(client, kit, app):
     """Each success flips the state, so the counts of successes decide the final state."""
-    experiment = await create_experiment(client, kit, "race-flip")
+    experiment = await create_experiment(kit, name="Concurrent race-flip", feature_flag_key="race-flip")
     assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
     names = ["pause", "resume"] * (CONCURRENCY // 2)
     responses = await asyncio.gather(*(action(client, kit, experiment["id"], name) for name in names))
@@ -109,7 +101,7 @@ async def test_alternating_pause_resume_sequence_ends_where_the_last_success_lef
 
 
 async def test_twenty_concurrent_ends_stop_the_experiment_once(client, kit, app):
-    experiment = await create_experiment(client, kit, "race-end")
+    experiment = await create_experiment(kit, name="Concurrent race-end", feature_flag_key="race-end")
     assert (await action(client, kit, experiment["id"], "launch")).status_code == 200
     responses = await asyncio.gather(
         *(client.post(f"{kit.base}/experiments/{experiment['id']}/end/", json={"conclusion": "won"},
@@ -155,7 +147,7 @@ async def test_concurrent_holdout_changes_leave_every_flag_matching_the_holdout(
         )
     ).json()  # fmt: skip
     experiments = [
-        await create_experiment(client, kit, f"held-{n}") for n in range(3)
+        await create_experiment(kit, name=f"Concurrent held-{n}", feature_flag_key=f"held-{n}") for n in range(3)
     ]
     for experiment in experiments:
         patched = await client.patch(

@@ -5,17 +5,13 @@ import uuid
 
 import pytest
 
-from tests.conftest import make_kit
-from tests.experiments.conftest import (
-    TWO_VARIANTS,
+from tests.experiments.helpers import (
     action,
     activities,
-    create_experiment,
     error,
     experiments_named,
     flags_with_key,
     make_event_definition,
-    make_flag,
     make_holdout,
     make_saved_metric,
     mean_metric,
@@ -23,6 +19,7 @@ from tests.experiments.conftest import (
     stored_experiment,
     stored_flag,
 )
+from tests.factories import TWO_VARIANTS, create_experiment, make_flag, make_kit
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -172,7 +169,7 @@ class TestCreateLinksExistingFlag:
             "multivariate": {"variants": [{"key": "test", "rollout_percentage": 40},
                                           {"key": "control", "rollout_percentage": 60}]},
         }
-        flag_id = await make_flag(kit, "existing", filters, active=False)
+        flag_id = (await make_flag(kit, "existing", filters, active=False)).id
         before = await stored_flag(app, flag_id)
         body = await create_experiment(kit, feature_flag_key="existing", parameters={
             "feature_flag_variants": TWO_VARIANTS})
@@ -194,16 +191,16 @@ class TestCreateLinksExistingFlag:
         assert body == error("Feature flag must have at least 2 variants (control and at least one test variant)")
 
     async def test_created_running_on_an_inactive_linked_flag_is_paused(self, kit, app):
-        flag_id = await make_flag(kit, "off-flag", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
-                                  active=False)
+        flag_id = (await make_flag(kit, "off-flag", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
+                                  active=False)).id
         body = await create_experiment(kit, feature_flag_key="off-flag", start_date="2024-06-01T00:00:00Z")
         assert body["status"] == "paused" and body["feature_flag"]["active"] is False
         assert (await stored_experiment(app, body["id"])).status == "paused"
         assert (await stored_flag(app, flag_id)).active is False
 
     async def test_deleted_flag_with_the_key_is_ignored(self, kit, app):
-        deleted_id = await make_flag(kit, "reused", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
-                                     deleted=True)
+        deleted_id = (await make_flag(kit, "reused", {"groups": [], "multivariate": {"variants": TWO_VARIANTS}},
+                                     deleted=True)).id
         body = await create_experiment(kit, feature_flag_key="reused")
         assert body["feature_flag"]["id"] != deleted_id
         assert body["feature_flag"]["deleted"] is False

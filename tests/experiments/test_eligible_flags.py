@@ -2,8 +2,7 @@
 
 import pytest
 
-from tests.conftest import make_kit
-from tests.experiments.extras_factories import make_experiment, make_flag, make_flags
+from tests.factories import make_experiment, make_flag, make_flags, make_kit
 
 
 def eligible_url(kit) -> str:
@@ -31,15 +30,15 @@ class TestEligibility:
             ("capital-control", [("Control", 50), ("test", 50)]),
             ("boolean", None),
         ):
-            await make_flag(app, kit.project_id, kit.user_id, key, variants=variants)
-        await make_flag(app, kit.project_id, kit.user_id, "deleted-one", deleted=True)
+            await make_flag(kit, key, variants=variants)
+        await make_flag(kit, "deleted-one", deleted=True)
         page = await listed(client, kit)
         assert sorted(keys(page)) == ["control-first", "three-way"]
         assert page["count"] == 2
         assert set(page) == {"results", "count"}
 
     async def test_item_is_the_full_flag_with_its_live_experiments(self, client, kit, app):
-        flag = await make_flag(app, kit.project_id, kit.user_id, "with-experiments", name="Checkout")
+        flag = await make_flag(kit, "with-experiments", name="Checkout")
         live = await make_experiment(app, kit.project_id, flag.id, name="live")
         await make_experiment(app, kit.project_id, flag.id, name="gone", deleted=True)
         [item] = (await listed(client, kit))["results"]
@@ -54,40 +53,40 @@ class TestEligibility:
 
     async def test_other_projects_flags_never_appear(self, client, kit, app):
         other = await make_kit(app, client)
-        await make_flag(app, other.project_id, other.user_id, "foreign")
+        await make_flag(other, "foreign")
         assert await listed(client, kit) == {"results": [], "count": 0}
 
 
 class TestFilters:
     async def test_search_matches_key_or_name_case_insensitively(self, client, kit, app):
-        await make_flag(app, kit.project_id, kit.user_id, "checkout-button", name="Button colour")
-        await make_flag(app, kit.project_id, kit.user_id, "pricing-page", name="Checkout pricing")
-        await make_flag(app, kit.project_id, kit.user_id, "onboarding", name="Welcome")
-        await make_flag(app, kit.project_id, kit.user_id, "percent_literal", name="100% rollout")
+        await make_flag(kit, "checkout-button", name="Button colour")
+        await make_flag(kit, "pricing-page", name="Checkout pricing")
+        await make_flag(kit, "onboarding", name="Welcome")
+        await make_flag(kit, "percent_literal", name="100% rollout")
         assert sorted(keys(await listed(client, kit, search="CHECKOUT"))) == ["checkout-button", "pricing-page"]
         assert keys(await listed(client, kit, search="%")) == ["percent_literal"]
         assert keys(await listed(client, kit, search="t_l")) == ["percent_literal"]
 
     async def test_active_true_and_anything_else(self, client, kit, app):
-        await make_flag(app, kit.project_id, kit.user_id, "on", active=True)
-        await make_flag(app, kit.project_id, kit.user_id, "off", active=False)
+        await make_flag(kit, "on", active=True)
+        await make_flag(kit, "off", active=False)
         assert keys(await listed(client, kit, active="true")) == ["on"]
         assert keys(await listed(client, kit, active="false")) == ["off"]
         assert keys(await listed(client, kit, active="maybe")) == ["off"]
 
     async def test_created_by_id(self, client, kit, app):
         _, other_user_id = await kit.key(["*"])
-        await make_flag(app, kit.project_id, kit.user_id, "mine")
-        await make_flag(app, kit.project_id, other_user_id, "theirs")
+        await make_flag(kit, "mine")
+        await make_flag(kit, "theirs", user_id=other_user_id)
         assert keys(await listed(client, kit, created_by_id=other_user_id)) == ["theirs"]
         response = await client.get(eligible_url(kit), params={"created_by_id": "me"}, headers=kit.headers)
         assert response.status_code == 400
         assert response.json()["attr"] == "created_by_id"
 
     async def test_evaluation_runtime_and_contexts(self, client, kit, app):
-        await make_flag(app, kit.project_id, kit.user_id, "server-tagged", evaluation_runtime="server",
+        await make_flag(kit, "server-tagged", evaluation_runtime="server",
                         evaluation_tags=["web"])  # fmt: skip
-        await make_flag(app, kit.project_id, kit.user_id, "client-plain", evaluation_runtime="client")
+        await make_flag(kit, "client-plain", evaluation_runtime="client")
         assert keys(await listed(client, kit, evaluation_runtime="server")) == ["server-tagged"]
         for truthy in ("true", "1", "yes", "TRUE"):
             assert keys(await listed(client, kit, has_evaluation_contexts=truthy)) == ["server-tagged"]
@@ -98,7 +97,7 @@ class TestFilters:
 class TestOrderingAndPaging:
     async def test_default_order_is_newest_first(self, client, kit, app):
         for key in ("b-first", "a-second", "c-third"):
-            await make_flag(app, kit.project_id, kit.user_id, key, name=key[::-1])
+            await make_flag(kit, key, name=key[::-1])
         assert keys(await listed(client, kit)) == ["c-third", "a-second", "b-first"]
         assert keys(await listed(client, kit, order="created_at")) == ["b-first", "a-second", "c-third"]
         assert keys(await listed(client, kit, order="key")) == ["a-second", "b-first", "c-third"]
@@ -114,7 +113,7 @@ class TestOrderingAndPaging:
 
     async def test_limit_and_offset(self, client, kit, app):
         for key in ("one", "two", "three"):
-            await make_flag(app, kit.project_id, kit.user_id, key)
+            await make_flag(kit, key)
         page = await listed(client, kit, limit=1, offset=1)
         assert page == {"results": page["results"], "count": 3}
         assert keys(page) == ["two"]
@@ -123,7 +122,7 @@ class TestOrderingAndPaging:
         assert (await listed(client, kit, offset=10))["results"] == []
 
     async def test_default_limit_is_20_and_cap_is_100(self, client, kit, app):
-        await make_flags(app, kit.project_id, kit.user_id, [f"flag-{index}" for index in range(101)])
+        await make_flags(kit, [f"flag-{index}" for index in range(101)])
         page = await listed(client, kit)
         assert (len(page["results"]), page["count"]) == (20, 101)
         capped = await listed(client, kit, limit=500)
@@ -139,7 +138,7 @@ class TestOrderingAndPaging:
 
 class TestAccess:
     async def test_needs_feature_flag_read(self, client, kit, app):
-        await make_flag(app, kit.project_id, kit.user_id, "visible")
+        await make_flag(kit, "visible")
         experiment_only, _ = await kit.key(["experiment:read", "experiment:write"])
         response = await client.get(eligible_url(kit), headers=experiment_only)
         assert response.status_code == 403
@@ -155,7 +154,7 @@ class TestAccess:
         assert (await client.get(eligible_url(kit), headers=flag_writer)).status_code == 200
 
     async def test_without_trailing_slash(self, client, kit, app):
-        await make_flag(app, kit.project_id, kit.user_id, "slashless")
+        await make_flag(kit, "slashless")
         response = await client.get(eligible_url(kit).rstrip("/"), headers=kit.headers)
         assert response.status_code == 200
         assert keys(response.json()) == ["slashless"]

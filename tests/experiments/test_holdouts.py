@@ -3,8 +3,7 @@
 from sqlalchemy import func, select
 
 from experiments_service.models import ActivityLog, Experiment, ExperimentHoldout, FeatureFlag
-from tests.conftest import make_kit
-from tests.experiments.extras_factories import load, make_experiment, make_flag
+from tests.factories import load, make_experiment, make_flag, make_kit
 
 
 def holdouts_url(kit) -> str:
@@ -170,8 +169,8 @@ class TestUpdate:
 
     async def test_new_filters_get_the_variant_and_rewrite_experiment_flags(self, client, kit, app):
         holdout = await create_holdout(client, kit, rollout=10)
-        flag = await make_flag(app, kit.project_id, kit.user_id, "held-out-flag")
-        other_flag = await make_flag(app, kit.project_id, kit.user_id, "unrelated-flag")
+        flag = await make_flag(kit, "held-out-flag")
+        other_flag = await make_flag(kit, "unrelated-flag")
         await make_experiment(app, kit.project_id, flag.id, holdout_id=holdout["id"])
         await make_experiment(app, kit.project_id, other_flag.id)
 
@@ -228,7 +227,7 @@ class TestUpdate:
 class TestDelete:
     async def test_delete_detaches_experiments_and_flags(self, client, kit, app):
         holdout = await create_holdout(client, kit)
-        flag = await make_flag(app, kit.project_id, kit.user_id, "held-flag")
+        flag = await make_flag(kit, "held-flag")
         async with app.state.db.transaction() as session:
             stored_flag = await session.get(FeatureFlag, flag.id)
             stored_flag.filters = {**stored_flag.filters, "holdout": {"id": holdout["id"], "exclusion_percentage": 10}}

@@ -9,18 +9,17 @@ from sqlalchemy import select
 from experiments_service.flags.rewrite import SHIPPED_RELEASE_CONDITION_DESCRIPTION, ship_variant_filters
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag
-from tests.experiments.conftest import (
+from tests.experiments.helpers import (
     action,
     activities,
-    create_experiment,
     error,
     make_event_definition,
-    make_flag,
     make_holdout,
     mean_metric,
     stored_experiment,
     stored_flag,
 )
+from tests.factories import create_experiment, make_flag
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 CATCH_ALL = {"properties": [], "rollout_percentage": 100, "description": SHIPPED_RELEASE_CONDITION_DESCRIPTION}
@@ -83,8 +82,8 @@ class TestLaunch:
 
     async def test_launch_with_a_linked_inactive_flag_activates_it_and_keeps_conditions(self, kit, app):
         groups = [{"properties": [{"key": "plan", "value": "pro", "type": "person"}], "rollout_percentage": 30}]
-        flag_id = await make_flag(kit, "linked", {"groups": groups, "multivariate": {"variants": [
-            {"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]}}, active=False)
+        flag_id = (await make_flag(kit, "linked", {"groups": groups, "multivariate": {"variants": [
+            {"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]}}, active=False)).id
         draft = await create_experiment(kit, feature_flag_key="linked")
         body = await action(kit, draft["id"], "launch")
         assert body["feature_flag"]["active"] is True

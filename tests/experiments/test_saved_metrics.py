@@ -5,8 +5,7 @@ import uuid
 from sqlalchemy import func, select
 
 from experiments_service.models import ExperimentSavedMetric, ExperimentToSavedMetric
-from tests.conftest import make_kit
-from tests.experiments.extras_factories import load, make_experiment, make_flag
+from tests.factories import load, make_experiment, make_flag, make_kit
 
 MEAN_QUERY = {"kind": "ExperimentMetric", "metric_type": "mean", "source": {"kind": "EventsNode", "event": "purchase"}}
 
@@ -191,7 +190,7 @@ class TestReadUpdateDelete:
 
     async def test_delete_removes_experiment_links(self, client, kit, app):
         metric = await create_metric(client, kit)
-        flag = await make_flag(app, kit.project_id, kit.user_id, "metric-flag")
+        flag = await make_flag(kit, "metric-flag")
         experiment = await make_experiment(app, kit.project_id, flag.id)
         async with app.state.db.transaction() as session:
             session.add(ExperimentToSavedMetric(experiment_id=experiment.id, saved_metric_id=metric["id"],

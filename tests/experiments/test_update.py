@@ -5,13 +5,11 @@ import uuid
 import pytest
 
 from experiments_service.models import Experiment
-from tests.experiments.conftest import (
+from tests.experiments.helpers import (
     action,
     activities,
-    create_experiment,
     error,
     make_event_definition,
-    make_flag,
     make_holdout,
     make_saved_metric,
     mean_metric,
@@ -19,6 +17,7 @@ from tests.experiments.conftest import (
     stored_experiment,
     stored_flag,
 )
+from tests.factories import create_experiment, make_flag
 
 VARIANTS_75_25 = [
     {"key": "control", "name": "Control", "rollout_percentage": 75},

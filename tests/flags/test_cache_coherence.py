@@ -17,7 +17,7 @@ from experiments_service.flags.cache import FlagCache
 from experiments_service.flags.evaluation import EvaluationContext
 from experiments_service.models import FeatureFlag, FlagDefinitionsVersion
 from experiments_service.settings import Settings
-from tests.flags.factories import boolean_filters
+from tests.factories import boolean_filters
 from tests.flags.live_server import running_server
 
 

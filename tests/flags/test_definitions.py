@@ -2,8 +2,7 @@
 
 import pytest
 
-from tests.conftest import make_kit
-from tests.flags.factories import boolean_filters, create_flag, multivariate_filters
+from tests.factories import boolean_filters, create_flag, make_kit, multivariate_filters
 
 PATHS = ["/flags/definitions", "/api/feature_flag/local_evaluation"]
 
@@ -12,10 +11,10 @@ PATHS = ["/flags/definitions", "/api/feature_flag/local_evaluation"]
 class TestDefinitions:
     async def test_serves_live_flags_and_group_types(self, client, kit, path):
         await client.post(f"{kit.base}/groups_types/", json={"group_type": "organization"}, headers=kit.headers)
-        on = await create_flag(client, kit, "on", filters=multivariate_filters([("a", 50), ("b", 50)], payloads={"a": '"x"'}))
-        off = await create_flag(client, kit, "off", active=False)
-        gone = await create_flag(client, kit, "gone")
-        await create_flag(client, kit, "browser-only", evaluation_runtime="client")
+        on = await create_flag(kit, "on", filters=multivariate_filters([("a", 50), ("b", 50)], payloads={"a": '"x"'}))
+        off = await create_flag(kit, "off", active=False)
+        gone = await create_flag(kit, "gone")
+        await create_flag(kit, "browser-only", evaluation_runtime="client")
         await client.patch(f"{kit.base}/feature_flags/{gone['id']}/", json={"deleted": True}, headers=kit.headers)
         response = await client.get(f"{path}?token={kit.project_api_key}&send_cohorts", headers=kit.headers)
         assert response.status_code == 200
@@ -43,7 +42,7 @@ class TestDefinitions:
         assert by_key["off"]["id"] == off["id"]
 
     async def test_etag_and_304(self, client, kit, path):
-        flag = await create_flag(client, kit, "etag-flag")
+        flag = await create_flag(kit, "etag-flag")
         url = f"{path}?token={kit.project_api_key}"
         first = await client.get(url, headers=kit.headers)
         etag = first.headers["etag"]

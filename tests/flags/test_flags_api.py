@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from experiments_service.models import ActivityLog, FeatureFlag, FlagDefinitionsVersion
-from tests.flags.factories import boolean_filters, create_flag, multivariate_filters
+from tests.factories import boolean_filters, create_flag, multivariate_filters
 
 
 async def _stored(app, flag_id: int) -> FeatureFlag:
@@ -41,7 +41,7 @@ class TestCreate:
 
     async def test_payloads_are_stored_as_json_strings(self, app, client, kit):
         filters = multivariate_filters([("control", 50), ("test", 50)], payloads={"test": {"color": "red"}, "control": "1"})
-        body = await create_flag(client, kit, "payload-flag", filters=filters)
+        body = await create_flag(kit, "payload-flag", filters=filters)
         assert body["filters"]["payloads"] == {"test": '{"color": "red"}', "control": "1"}
         assert (await _stored(app, body["id"])).filters["payloads"]["test"] == '{"color": "red"}'
 
@@ -62,7 +62,7 @@ class TestCreate:
             }
 
     async def test_rejects_duplicate_key(self, client, kit):
-        await create_flag(client, kit, "dupe")
+        await create_flag(kit, "dupe")
         response = await client.post(
             f"{kit.base}/feature_flags/", json={"key": "dupe", "filters": boolean_filters()}, headers=kit.headers
         )
@@ -75,11 +75,11 @@ class TestCreate:
         }
 
     async def test_same_key_in_another_project_is_fine(self, client, kit):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
-        await create_flag(client, kit, "shared-key")
+        await create_flag(kit, "shared-key")
         other = await make_kit(kit.app, client)
-        assert (await create_flag(client, other, "shared-key"))["team_id"] == other.project_id
+        assert (await create_flag(other, "shared-key"))["team_id"] == other.project_id
 
     @pytest.mark.parametrize(
         ("filters", "detail"),
@@ -137,7 +137,7 @@ class TestCreate:
         assert "at most 20 variants" in response.json()["detail"]
 
     async def test_twenty_variants_are_allowed(self, client, kit):
-        body = await create_flag(client, kit, "twenty", filters=multivariate_filters([(f"v{i}", 5) for i in range(20)]))
+        body = await create_flag(kit, "twenty", filters=multivariate_filters([(f"v{i}", 5) for i in range(20)]))
         assert len(body["filters"]["multivariate"]["variants"]) == 20
 
     async def test_filters_must_be_an_object(self, client, kit):
@@ -157,7 +157,7 @@ class TestCreate:
         assert response.json()["type"] == "invalid_request"
 
     async def test_records_activity(self, app, client, kit):
-        body = await create_flag(client, kit, "logged")
+        body = await create_flag(kit, "logged")
         async with app.state.db.sessionmaker() as session:
             entries = (
                 await session.execute(
@@ -169,7 +169,7 @@ class TestCreate:
 
 class TestList:
     async def test_paginates_and_excludes_deleted(self, client, kit):
-        created = [await create_flag(client, kit, f"flag-{i}") for i in range(5)]
+        created = [await create_flag(kit, f"flag-{i}") for i in range(5)]
         await client.patch(f"{kit.base}/feature_flags/{created[0]['id']}/", json={"deleted": True}, headers=kit.headers)
         response = await client.get(f"{kit.base}/feature_flags/?limit=2&offset=1", headers=kit.headers)
         assert response.status_code == 200
@@ -182,29 +182,29 @@ class TestList:
         assert last["next"] is None and [flag["key"] for flag in last["results"]] == ["flag-2", "flag-1"]
 
     async def test_search_matches_key_and_name(self, client, kit):
-        await create_flag(client, kit, "checkout-redesign", name="Big change")
-        await create_flag(client, kit, "pricing", name="New Checkout pricing")
-        await create_flag(client, kit, "unrelated", name="Other")
+        await create_flag(kit, "checkout-redesign", name="Big change")
+        await create_flag(kit, "pricing", name="New Checkout pricing")
+        await create_flag(kit, "unrelated", name="Other")
         body = (await client.get(f"{kit.base}/feature_flags/?search=CHECKOUT", headers=kit.headers)).json()
         assert sorted(flag["key"] for flag in body["results"]) == ["checkout-redesign", "pricing"]
         assert body["count"] == 2
 
     async def test_search_wildcards_are_literal(self, client, kit):
-        await create_flag(client, kit, "snake_case")
-        await create_flag(client, kit, "snakeXcase")
+        await create_flag(kit, "snake_case")
+        await create_flag(kit, "snakeXcase")
         body = (await client.get(f"{kit.base}/feature_flags/?search=e_c", headers=kit.headers)).json()
         assert [flag["key"] for flag in body["results"]] == ["snake_case"]
 
     async def test_active_filter(self, client, kit):
-        await create_flag(client, kit, "on")
-        await create_flag(client, kit, "off", active=False)
+        await create_flag(kit, "on")
+        await create_flag(kit, "off", active=False)
         inactive = (await client.get(f"{kit.base}/feature_flags/?active=false", headers=kit.headers)).json()
         assert [flag["key"] for flag in inactive["results"]] == ["off"]
         active = (await client.get(f"{kit.base}/feature_flags/?active=true", headers=kit.headers)).json()
         assert [flag["key"] for flag in active["results"]] == ["on"]
 
     async def test_garbage_limit_falls_back_to_the_default(self, client, kit):
-        await create_flag(client, kit, "one")
+        await create_flag(kit, "one")
         response = await client.get(f"{kit.base}/feature_flags/?limit=abc&offset=-3", headers=kit.headers)
         assert response.status_code == 200
         assert [flag["key"] for flag in response.json()["results"]] == ["one"]
@@ -212,7 +212,7 @@ class TestList:
 
 class TestRetrieveAndUpdate:
     async def test_patch_changes_fields_and_bumps_version(self, app, client, kit):
-        flag = await create_flag(client, kit, "editable")
+        flag = await create_flag(kit, "editable")
         before = await _definitions_version(app, kit.project_id)
         response = await client.patch(
             f"{kit.base}/feature_flags/{flag['id']}/",
@@ -230,12 +230,12 @@ class TestRetrieveAndUpdate:
         assert retrieved["version"] == 2 and retrieved["name"] == "Renamed"
 
     async def test_patch_with_no_change_keeps_version(self, app, client, kit):
-        flag = await create_flag(client, kit, "same")
+        flag = await create_flag(kit, "same")
         response = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"name": flag["name"]}, headers=kit.headers)
         assert response.status_code == 200 and response.json()["version"] == 1
 
     async def test_patch_validates_filters_and_writes_nothing(self, app, client, kit):
-        flag = await create_flag(client, kit, "guarded")
+        flag = await create_flag(kit, "guarded")
         response = await client.patch(
             f"{kit.base}/feature_flags/{flag['id']}/",
             json={"name": "changed", "filters": multivariate_filters([("a", 10), ("b", 10)])},
@@ -247,48 +247,48 @@ class TestRetrieveAndUpdate:
         assert stored.name == flag["name"] and stored.version == 1
 
     async def test_patch_key_to_taken_key_is_rejected(self, client, kit):
-        await create_flag(client, kit, "taken")
-        flag = await create_flag(client, kit, "mine")
+        await create_flag(kit, "taken")
+        flag = await create_flag(kit, "mine")
         response = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"key": "taken"}, headers=kit.headers)
         assert response.status_code == 400 and response.json()["code"] == "unique"
 
     async def test_patch_null_name_is_rejected(self, client, kit):
-        flag = await create_flag(client, kit, "nullable")
+        flag = await create_flag(kit, "nullable")
         response = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"name": None}, headers=kit.headers)
         assert response.status_code == 400
         assert response.json() == {"type": "validation_error", "code": "null", "detail": "This field may not be null.", "attr": "name"}
 
     async def test_soft_delete_frees_the_key_and_restore_checks_it(self, app, client, kit):
-        flag = await create_flag(client, kit, "gone")
+        flag = await create_flag(kit, "gone")
         response = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"deleted": True}, headers=kit.headers)
         assert response.status_code == 200 and response.json()["deleted"] is True
         assert (await _stored(app, flag["id"])).deleted is True
-        await create_flag(client, kit, "gone")
+        await create_flag(kit, "gone")
         restore = await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"deleted": False}, headers=kit.headers)
         assert restore.status_code == 400 and restore.json()["code"] == "unique"
         assert (await _stored(app, flag["id"])).deleted is True
 
     async def test_flag_other_flags_depend_on_cannot_be_deleted(self, app, client, kit):
-        base_flag = await create_flag(client, kit, "base")
+        base_flag = await create_flag(kit, "base")
         dependency = {"key": str(base_flag["id"]), "type": "flag", "value": True, "operator": "flag_evaluates_to"}
-        await create_flag(client, kit, "follower", filters=boolean_filters(100, properties=[dependency]))
+        await create_flag(kit, "follower", filters=boolean_filters(100, properties=[dependency]))
         response = await client.patch(f"{kit.base}/feature_flags/{base_flag['id']}/", json={"deleted": True}, headers=kit.headers)
         assert response.status_code == 400
         assert response.json()["detail"].startswith("Cannot delete this feature flag because other flags depend on it: follower (ID: ")
         assert (await _stored(app, base_flag["id"])).deleted is False
 
     async def test_hard_delete_is_405(self, app, client, kit):
-        flag = await create_flag(client, kit, "stays")
+        flag = await create_flag(kit, "stays")
         response = await client.delete(f"{kit.base}/feature_flags/{flag['id']}/", headers=kit.headers)
         assert response.status_code == 405
         assert response.content == b""
         assert (await _stored(app, flag["id"])).deleted is False
 
     async def test_unknown_and_foreign_flags_are_404(self, client, kit):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
         other = await make_kit(kit.app, client)
-        foreign = await create_flag(client, other, "foreign")
+        foreign = await create_flag(other, "foreign")
         assert (await client.get(f"{kit.base}/feature_flags/{foreign['id']}/", headers=kit.headers)).status_code == 404
         assert (await client.get(f"{kit.base}/feature_flags/999999/", headers=kit.headers)).status_code == 404
         patched = await client.patch(f"{kit.base}/feature_flags/{foreign['id']}/", json={"name": "x"}, headers=kit.headers)
@@ -314,7 +314,7 @@ class TestScopes:
         assert response.json()["type"] == "authentication_error"
 
     async def test_non_member_is_denied(self, client, kit):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
         other = await make_kit(kit.app, client)
         response = await client.get(f"{kit.base}/feature_flags/", headers=other.headers)

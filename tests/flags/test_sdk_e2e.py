@@ -8,7 +8,7 @@ import httpx
 import pytest
 from posthog import Posthog
 
-from tests.flags.factories import boolean_filters, multivariate_filters
+from tests.factories import boolean_filters, multivariate_filters
 from tests.flags.live_server import running_server
 
 DISTINCT_IDS = [f"e2e-user-{n}" for n in range(500)]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from experiments_service.models import HashKeyOverride, Person
-from tests.flags.factories import boolean_filters, create_flag, multivariate_filters
+from tests.factories import boolean_filters, create_flag, multivariate_filters
 
 VECTORS_FILE = Path(__file__).resolve().parent / "data" / "vectors-sample.json"
 VECTORS = json.loads(VECTORS_FILE.read_text()) if VECTORS_FILE.exists() else None
@@ -37,7 +37,7 @@ def _case(key: str, with_payload: bool = False) -> dict:
 
 class TestResponseShapes:
     async def test_v2_details(self, client, kit):
-        flag = await create_flag(client, kit, "on-for-all", name="Everyone", filters={**boolean_filters(100), "payloads": {"true": '{"a": 1}'}})
+        flag = await create_flag(kit, "on-for-all", name="Everyone", filters={**boolean_filters(100), "payloads": {"true": '{"a": 1}'}})
         response = await _flags(client, {"token": kit.project_api_key, "distinct_id": "user-1"})
         assert response.status_code == 200
         body = response.json()
@@ -54,9 +54,9 @@ class TestResponseShapes:
         }
 
     async def test_v1_and_decide_shapes(self, client, kit):
-        await create_flag(client, kit, "on", filters={**boolean_filters(100), "payloads": {"true": "5"}})
-        await create_flag(client, kit, "off", filters=boolean_filters(0))
-        await create_flag(client, kit, "multi", filters=multivariate_filters([("only", 100)], payloads={"only": '"x"'}))
+        await create_flag(kit, "on", filters={**boolean_filters(100), "payloads": {"true": "5"}})
+        await create_flag(kit, "off", filters=boolean_filters(0))
+        await create_flag(kit, "multi", filters=multivariate_filters([("only", 100)], payloads={"only": '"x"'}))
         request = {"api_key": kit.project_api_key, "distinct_id": "someone"}
         expected_values = {"on": True, "off": False, "multi": "only"}
         v1 = (await _flags(client, request, version=None)).json()
@@ -79,7 +79,7 @@ class TestResponseShapes:
             pytest.skip("reference vectors not available")
         for key, with_payload in (("simple-flag", False), ("multivariate-flag", True)):
             case = _case(key, with_payload)
-            await create_flag(client, kit, key, filters=case["flag"]["filters"])
+            await create_flag(kit, key, filters=case["flag"]["filters"])
             for distinct_id, expected in list(case["expected"].items())[:40]:
                 flags = (await _flags(client, {"token": kit.project_api_key, "distinct_id": distinct_id})).json()["flags"]
                 detail = flags[key]
@@ -89,22 +89,22 @@ class TestResponseShapes:
             await client.patch(f"{kit.base}/feature_flags/{(await client.get(f'{kit.base}/feature_flags/?search={key}', headers=kit.headers)).json()['results'][0]['id']}/", json={"deleted": True}, headers=kit.headers)
 
     async def test_disable_flags_answers_without_flags(self, client, kit):
-        await create_flag(client, kit, "present")
+        await create_flag(kit, "present")
         body = (await _flags(client, {"token": kit.project_api_key, "distinct_id": "x", "disable_flags": True})).json()
         assert body["flags"] == {} and body["errorsWhileComputingFlags"] is False
 
     async def test_inactive_and_deleted_flags_are_omitted(self, client, kit):
-        await create_flag(client, kit, "live")
-        await create_flag(client, kit, "inactive", active=False)
-        deleted = await create_flag(client, kit, "deleted")
+        await create_flag(kit, "live")
+        await create_flag(kit, "inactive", active=False)
+        deleted = await create_flag(kit, "deleted")
         await client.patch(f"{kit.base}/feature_flags/{deleted['id']}/", json={"deleted": True}, headers=kit.headers)
         flags = (await _flags(client, {"token": kit.project_api_key, "distinct_id": "x"})).json()["flags"]
         assert list(flags) == ["live"]
 
     async def test_flag_keys_to_evaluate_and_runtime(self, client, kit):
-        await create_flag(client, kit, "a")
-        await create_flag(client, kit, "b")
-        await create_flag(client, kit, "client-only", evaluation_runtime="client")
+        await create_flag(kit, "a")
+        await create_flag(kit, "b")
+        await create_flag(kit, "client-only", evaluation_runtime="client")
         body = {"token": kit.project_api_key, "distinct_id": "x", "flag_keys_to_evaluate": ["b", "client-only", "unknown"]}
         server = await _flags(client, body, headers={"User-Agent": "posthog-python/7.9.1"})
         assert list(server.json()["flags"]) == ["b"]
@@ -112,9 +112,9 @@ class TestResponseShapes:
         assert sorted(browser.json()["flags"]) == ["b", "client-only"]
 
     async def test_user_agent_picks_the_runtime_unless_declared(self, client, kit):
-        await create_flag(client, kit, "everywhere")
-        await create_flag(client, kit, "server-only", evaluation_runtime="server")
-        await create_flag(client, kit, "client-only", evaluation_runtime="client")
+        await create_flag(kit, "everywhere")
+        await create_flag(kit, "server-only", evaluation_runtime="server")
+        await create_flag(kit, "client-only", evaluation_runtime="client")
         body = {"token": kit.project_api_key, "distinct_id": "x"}
         browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}
         assert sorted((await _flags(client, body, headers=browser)).json()["flags"]) == ["client-only", "everywhere"]
@@ -126,7 +126,7 @@ class TestResponseShapes:
         assert sorted((await _flags(client, body, headers=unknown)).json()["flags"]) == ["client-only", "everywhere", "server-only"]
 
     async def test_remote_config_fields_on_decide_and_when_asked(self, client, kit):
-        await create_flag(client, kit, "on")
+        await create_flag(kit, "on")
         body = {"token": kit.project_api_key, "distinct_id": "x"}
         plain = (await _flags(client, body)).json()
         assert "supportedCompression" not in plain and "config" not in plain
@@ -140,15 +140,15 @@ class TestResponseShapes:
             assert answer["featureFlags" if "featureFlags" in answer else "flags"]["on"] not in (None, False)
 
     async def test_evaluation_contexts_filter_tagged_flags(self, client, kit):
-        await create_flag(client, kit, "untagged")
-        await create_flag(client, kit, "web-only", evaluation_tags=["web"])
+        await create_flag(kit, "untagged")
+        await create_flag(kit, "web-only", evaluation_tags=["web"])
         plain = {"token": kit.project_api_key, "distinct_id": "x"}
         assert sorted((await _flags(client, {**plain, "evaluation_environments": ["web"]})).json()["flags"]) == ["untagged", "web-only"]
         assert sorted((await _flags(client, {**plain, "evaluation_contexts": ["mobile"]})).json()["flags"]) == ["untagged"]
 
     async def test_group_flag_needs_the_group(self, client, kit):
         await client.post(f"{kit.base}/groups_types/", json={"group_type": "organization"}, headers=kit.headers)
-        await create_flag(client, kit, "org-flag", filters={"aggregation_group_type_index": 0, "groups": [{"properties": [], "rollout_percentage": 100}]})
+        await create_flag(kit, "org-flag", filters={"aggregation_group_type_index": 0, "groups": [{"properties": [], "rollout_percentage": 100}]})
         without = (await _flags(client, {"token": kit.project_api_key, "distinct_id": "x"})).json()["flags"]["org-flag"]
         assert without["enabled"] is False and without["reason"]["code"] == "no_group_type"
         with_group = (await _flags(client, {"token": kit.project_api_key, "distinct_id": "x", "groups": {"organization": 42}})).json()
@@ -162,7 +162,7 @@ class TestEncodingsAndAliases:
         return {key: detail["variant"] or detail["enabled"] for key, detail in response.json()["flags"].items()}
 
     async def test_every_encoding_gives_the_same_answer(self, client, kit):
-        await create_flag(client, kit, "split", filters=multivariate_filters([("a", 34), ("b", 33), ("c", 33)]))
+        await create_flag(kit, "split", filters=multivariate_filters([("a", 34), ("b", 33), ("c", 33)]))
         raw = json.dumps({"token": kit.project_api_key, "distinct_id": "user-77"}).encode()
         expected = await self._values(client, content=raw, headers={"Content-Type": "application/json"})
         assert expected["split"] in ("a", "b", "c")
@@ -176,7 +176,7 @@ class TestEncodingsAndAliases:
         assert await self._values(client, content=form_json, headers={"Content-Type": "application/x-www-form-urlencoded"}) == expected
 
     async def test_aliases_and_numeric_distinct_id(self, client, kit):
-        await create_flag(client, kit, "half", filters=boolean_filters(50))
+        await create_flag(kit, "half", filters=boolean_filters(50))
         ids = [str(n) for n in range(1000, 1040)]
         by_string = [await self._values(client, json={"token": kit.project_api_key, "distinct_id": i}) for i in ids]
         by_number = [await self._values(client, json={"$token": kit.project_api_key, "$distinct_id": int(i)}) for i in ids]
@@ -184,7 +184,7 @@ class TestEncodingsAndAliases:
         assert {values["half"] for values in by_string} == {True, False}
 
     async def test_nan_becomes_null(self, client, kit):
-        await create_flag(client, kit, "n", filters=boolean_filters(100, properties=[{"key": "score", "value": "1", "operator": "is_set", "type": "person"}]))
+        await create_flag(kit, "n", filters=boolean_filters(100, properties=[{"key": "score", "value": "1", "operator": "is_set", "type": "person"}]))
         raw = ('{"token": "%s", "distinct_id": "u", "person_properties": {"score": NaN, "x": Infinity}}' % kit.project_api_key).encode()
         response = await client.post("/flags/?v=2", content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 200
@@ -250,7 +250,7 @@ class TestBadInput:
 class TestStoredState:
     async def test_stored_person_properties_fill_in_and_request_overrides(self, app, client, kit):
         condition = [{"key": "plan", "value": ["pro"], "operator": "exact", "type": "person"}]
-        await create_flag(client, kit, "pro-only", filters=boolean_filters(100, properties=condition))
+        await create_flag(kit, "pro-only", filters=boolean_filters(100, properties=condition))
         async with app.state.db.transaction() as session:
             session.add(Person(project_id=kit.project_id, distinct_id="stored-pro", properties={"plan": "pro"}))
         base = {"token": kit.project_api_key}
@@ -274,7 +274,7 @@ class TestStoredState:
 
     async def test_experience_continuity_keeps_the_anonymous_bucket(self, app, client, kit):
         variants = [(f"v{i}", 10) for i in range(10)]
-        await create_flag(client, kit, "sticky", filters=multivariate_filters(variants), ensure_experience_continuity=True)
+        await create_flag(kit, "sticky", filters=multivariate_filters(variants), ensure_experience_continuity=True)
         base = {"token": kit.project_api_key}
         pairs = [(f"anon-{i}", f"user-{i}") for i in range(12)]
         anon_values = [(await _flags(client, {**base, "distinct_id": anon})).json()["flags"]["sticky"]["variant"] for anon, _ in pairs]
@@ -292,7 +292,7 @@ class TestStoredState:
         )
 
     async def test_overlong_identifiers_skip_the_override(self, app, client, kit):
-        await create_flag(client, kit, "sticky-long", filters=boolean_filters(50), ensure_experience_continuity=True)
+        await create_flag(kit, "sticky-long", filters=boolean_filters(50), ensure_experience_continuity=True)
         body = {"token": kit.project_api_key, "distinct_id": "u" * 500, "$anon_distinct_id": "a" * 500}
         response = await _flags(client, body)
         assert response.status_code == 200 and "sticky-long" in response.json()["flags"]
@@ -301,7 +301,7 @@ class TestStoredState:
         assert rows == []
 
     async def test_flag_change_is_served_at_once(self, client, kit):
-        flag = await create_flag(client, kit, "switch")
+        flag = await create_flag(kit, "switch")
         request = {"token": kit.project_api_key, "distinct_id": "x"}
         assert (await _flags(client, request)).json()["flags"]["switch"]["enabled"] is True
         await client.patch(f"{kit.base}/feature_flags/{flag['id']}/", json={"filters": boolean_filters(0)}, headers=kit.headers)
@@ -311,7 +311,7 @@ class TestStoredState:
         assert "switch" not in (await _flags(client, request)).json()["flags"]
 
     async def test_has_experiment_follows_linking_and_soft_delete(self, client, kit):
-        await create_flag(client, kit, "linked", filters=multivariate_filters([("control", 50), ("test", 50)]))
+        await create_flag(kit, "linked", filters=multivariate_filters([("control", 50), ("test", 50)]))
         request = {"token": kit.project_api_key, "distinct_id": "x"}
 
         async def has_experiment() -> bool:
@@ -348,7 +348,7 @@ async def test_chunked_body_over_the_limit_is_413(app, client, kit):
 async def test_random_field_types_never_give_a_500(client, kit):
     import random
 
-    await create_flag(client, kit, "fuzzed", filters=boolean_filters(50, properties=[{"key": "plan", "value": "pro", "type": "person"}]))
+    await create_flag(kit, "fuzzed", filters=boolean_filters(50, properties=[{"key": "plan", "value": "pro", "type": "person"}]))
     rng = random.Random(5)
     shapes = [None, True, 0, -1, 1.5, 10**30, "", "text", [], ["a"], [1, {"x": None}], {}, {"a": 1}, {"a": {"b": [1]}}]
     fields = ["distinct_id", "groups", "person_properties", "group_properties", "$anon_distinct_id", "device_id",
@@ -364,7 +364,7 @@ async def test_random_field_types_never_give_a_500(client, kit):
 
 
 async def test_browser_origin_gets_cors_headers(client, kit):
-    await create_flag(client, kit, "web")
+    await create_flag(kit, "web")
     origin = {"Origin": "https://shop.example"}
     preflight = await client.options("/flags/?v=2", headers={**origin, "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200
@@ -385,7 +385,7 @@ async def test_documented_routes_answer_like_the_fast_path(app, client, kit):
     from experiments_service.app import create_app
     from experiments_service.flags.sdk import SDKFastPath
 
-    await create_flag(client, kit, "routed", filters={**boolean_filters(100), "payloads": {"true": '{"a": 1}'}})
+    await create_flag(kit, "routed", filters={**boolean_filters(100), "payloads": {"true": '{"a": 1}'}})
     plain_app = create_app(app.state.settings)
     plain_app.user_middleware = [m for m in plain_app.user_middleware if m.cls is not SDKFastPath]
     volatile = ("requestId", "evaluatedAt")

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from experiments_service.models import Event, Experiment, ResultsEntityValue, ResultsMaterialization
-from tests.results.conftest import (
+from tests.results.helpers import (
     START,
     by_key,
     create_experiment,

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from experiments_service.models import ExperimentSavedMetric, ExperimentToSavedMetric
-from tests.results.conftest import (
+from tests.results.helpers import (
     START,
     by_key,
     create_experiment,
@@ -224,7 +224,7 @@ class TestErrors:
         assert response.json()["detail"] == "No metric with uuid 'nope' in this experiment."
 
     async def test_other_projects_experiment_is_not_found(self, app, client, kit):
-        from tests.conftest import make_kit
+        from tests.factories import make_kit
 
         other = await make_kit(app, client)
         created = await create_experiment(app, other.project_id, metrics=[mean_metric()])

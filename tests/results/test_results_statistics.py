@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.results.conftest import (
+from tests.results.helpers import (
     START,
     create_experiment,
     event,

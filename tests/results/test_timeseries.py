@@ -13,7 +13,7 @@ from experiments_service.app import create_app
 from experiments_service.models import ExperimentMetricResult, ExperimentTimeseriesRecalculation, Project
 from experiments_service.results.worker import run_pending_jobs, start_results_worker
 from experiments_service.settings import Settings
-from tests.results.conftest import START, create_experiment, event, flag_called, insert_events, mean_metric, minutes
+from tests.results.helpers import START, create_experiment, event, flag_called, insert_events, mean_metric, minutes
 
 END = START + timedelta(days=2, hours=1)
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
@@ -303,7 +303,7 @@ class TestWorker:
 async def test_two_workers_on_postgresql_never_run_one_job_twice(apps, database_urls):
     if "postgresql" not in database_urls:
         pytest.skip("TEST_DATABASE_URL is not set")
-    from tests.conftest import make_kit
+    from tests.factories import make_kit
 
     app = apps["postgresql"]
     async with httpx.AsyncClient(

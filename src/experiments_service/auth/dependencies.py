@@ -1,15 +1,18 @@
 """Request authentication and per-route scope checks, as FastAPI dependencies."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.deps import SessionDep
 from experiments_service.errors import (
     MAX_STORED_INT,
+    APIError,
     AuthenticationFailed,
     NotAuthenticated,
     NotFound,
@@ -42,7 +45,7 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def _presented_key_hash(request: Request) -> str:
+def presented_key_hash(request: Request) -> str:
     """The stored form of the request's bearer key (401 when none is presented)."""
     token = bearer_token(request)
     if token is None:
@@ -59,21 +62,35 @@ def _path_project_id(request: Request) -> int:
     return project_id if 0 < project_id <= MAX_STORED_INT else -1
 
 
+async def authorize(
+    session: AsyncSession,
+    key_hash: str,
+    project_id: int,
+    scope: str,
+    unknown_project: Callable[[], APIError] = NotFound,
+) -> ProjectContext:
+    """The key's access to the project, in one round trip; the one place the checks and messages live.
+
+    `unknown_project` is what a project that does not exist answers (a 404 on the scoped API).
+    """
+    found = await AuthRepository(session).resolve_access(key_hash, project_id)
+    if found is None:
+        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
+    key, user, project, is_member = found
+    if not scope_allows(list(key.scopes or []), scope):
+        raise PermissionDenied(f"API key missing required scope '{scope}'")
+    if project is None:
+        raise unknown_project()
+    if not is_member:
+        raise PermissionDenied("You don't have access to the project.")
+    return ProjectContext(project=project, user=user, key=key)
+
+
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
     async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        found = await AuthRepository(session).resolve_access(_presented_key_hash(request), _path_project_id(request))
-        if found is None:
-            raise AuthenticationFailed(INVALID_PERSONAL_KEY)
-        key, user, project, is_member = found
-        if not scope_allows(list(key.scopes or []), scope):
-            raise PermissionDenied(f"API key missing required scope '{scope}'")
-        if project is None:
-            raise NotFound()
-        if not is_member:
-            raise PermissionDenied("You don't have access to the project.")
-        return ProjectContext(project=project, user=user, key=key)
+        return await authorize(session, presented_key_hash(request), _path_project_id(request), scope)
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency

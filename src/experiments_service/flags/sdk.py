@@ -19,19 +19,9 @@ from fastapi import Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from experiments_service.auth.dependencies import INVALID_PERSONAL_KEY, bearer_token
-from experiments_service.auth.keys import hash_key, scope_allows
-from experiments_service.auth.repository import AuthRepository
+from experiments_service.auth.dependencies import authorize, presented_key_hash
 from experiments_service.db import Database
-from experiments_service.errors import (
-    APIError,
-    AuthenticationFailed,
-    InvalidProjectAPIKey,
-    NotAuthenticated,
-    ParseError,
-    PermissionDenied,
-    ValidationError,
-)
+from experiments_service.errors import APIError, InvalidProjectAPIKey, ParseError, ValidationError
 from experiments_service.events.parsing import decode_body
 from experiments_service.flags.cache import ProjectFlags, flag_cache
 from experiments_service.flags.evaluation import EvaluationContext, FlagResult
@@ -200,26 +190,17 @@ async def evaluate_flags_request(request: Request, body: Any) -> tuple[ProjectFl
 
 async def definitions_response(request: Request, session: AsyncSession, token: str | None) -> Response:
     """Local-evaluation definitions for a member's personal API key with `feature_flag:read`."""
-    presented = bearer_token(request)
-    if presented is None:
-        raise NotAuthenticated()
+    key_hash = presented_key_hash(request)
     if not token:
         raise ValidationError("The token query parameter (the project API key) is required.", code="required", attr="token")
     # Cache first: on SQLite a load needs the one connection the request session would hold.
     cache = flag_cache(request.app)
     project_id = await cache.project_id_for_token(token)
     project = await cache.get(project_id) if project_id is not None else None
-    # Key, user and membership in one round trip, as the scoped API routes check them.
-    found = await AuthRepository(session).resolve_access(hash_key(presented), project_id if project_id is not None else -1)
-    if found is None:
-        raise AuthenticationFailed(INVALID_PERSONAL_KEY)
-    key, _user, _project, is_member = found
-    if not scope_allows(list(key.scopes or []), "feature_flag:read"):
-        raise PermissionDenied("API key missing required scope 'feature_flag:read'")
-    if project is None:
-        raise InvalidProjectAPIKey()
-    if not is_member:
-        raise PermissionDenied("You don't have access to the project.")
+    await authorize(
+        session, key_hash, project_id if project is not None else -1, "feature_flag:read",
+        unknown_project=InvalidProjectAPIKey,
+    )
     headers = {"ETag": project.etag}
     if request.headers.get("if-none-match") == project.etag:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
