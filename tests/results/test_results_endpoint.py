@@ -149,7 +149,7 @@ class TestValidationFailures:
         [variant] = result["variant_results"]
         assert variant["validation_failures"] == ["not_enough_exposures"]
         assert variant["chance_to_win"] is None and variant["credible_interval"] is None
-        assert variant["significant"] is False
+        assert variant["significant"] is None
 
     async def test_zero_baseline_and_sparse_funnel_are_reported(self, app, kit):
         funnel = {"kind": "ExperimentMetric", "metric_type": "funnel", "uuid": "f",

@@ -32,8 +32,9 @@ def expected_frequentist(effect: float, variance: float, df: float, alpha: float
     return p, [effect - q * se, effect + q * se]
 
 
-def assert_statistics(variant, method, effect, test_term, control_term, n_test, n_control, alpha=0.05):
-    """The reported statistics against plain formulas on the delta-method variance terms."""
+def assert_statistics(variant, method, effect, test_term, control_term, n_test, n_control, raw, alpha=0.05):
+    """The reported statistics against plain formulas on the delta-method variance terms; Welch's
+    df from the raw per-arm variances over n (`raw`), as PostHog's."""
     variance = test_term + control_term
     if method == "bayesian":
         chance, interval = expected_bayesian(effect, variance)
@@ -41,7 +42,8 @@ def assert_statistics(variant, method, effect, test_term, control_term, n_test, 
         assert variant["credible_interval"] == pytest.approx(interval, **TOLERANCE)
         assert variant["significant"] == bool(chance > 0.95 or chance < 0.05)
     else:
-        df = variance**2 / (test_term**2 / (n_test - 1) + control_term**2 / (n_control - 1))
+        raw_test, raw_control = raw
+        df = (raw_test + raw_control) ** 2 / (raw_test**2 / (n_test - 1) + raw_control**2 / (n_control - 1))
         p_value, interval = expected_frequentist(effect, variance, df, alpha)
         assert variant["p_value"] == pytest.approx(p_value, **TOLERANCE)
         assert variant["confidence_interval"] == pytest.approx(interval, **TOLERANCE)
@@ -120,7 +122,8 @@ async def test_mean_metric_matches_independent_statistics(app, kit, method, sour
     mean_t, mean_c = test.mean(), control.mean()
     test_term = test.var(ddof=1) / (len(test) * mean_c**2)
     control_term = mean_t**2 * control.var(ddof=1) / (len(control) * mean_c**4)
-    assert_statistics(variant, method, mean_t / mean_c - 1, test_term, control_term, len(test), len(control))
+    raw = (test.var(ddof=1) / len(test), control.var(ddof=1) / len(control))
+    assert_statistics(variant, method, mean_t / mean_c - 1, test_term, control_term, len(test), len(control), raw)
     assert ("p_value" in variant) == (method == "frequentist")
     assert ("chance_to_win" in variant) == (method == "bayesian")
     assert variant["validation_failures"] == [] and baseline["validation_failures"] == []
@@ -155,7 +158,8 @@ async def test_funnel_metric_is_a_proportion_of_ordered_conversions(app, kit, me
     p_c, p_t = control.mean(), test.mean()
     var_c, var_t = p_c * (1 - p_c), p_t * (1 - p_t)
     a, b = var_t / (len(test) * p_c**2), p_t**2 * var_c / (len(control) * p_c**4)
-    assert_statistics(variant, method, p_t / p_c - 1, a, b, len(test), len(control))
+    raw = (var_t / len(test), var_c / len(control))
+    assert_statistics(variant, method, p_t / p_c - 1, a, b, len(test), len(control), raw)
 
 
 @pytest.mark.parametrize("method", ["bayesian", "frequentist"])
@@ -182,7 +186,7 @@ async def test_ratio_metric_uses_the_delta_method_with_covariance(app, kit, meth
         assert reported["sum"] == pytest.approx(num.sum(), **TOLERANCE)
         assert reported["denominator_sum"] == pytest.approx(den.sum(), **TOLERANCE)
         assert reported["denominator_sum_squares"] == pytest.approx((den**2).sum(), **TOLERANCE)
-        assert reported["sum_of_products"] == pytest.approx((num * den).sum(), **TOLERANCE)
+        assert reported["numerator_denominator_sum_product"] == pytest.approx((num * den).sum(), **TOLERANCE)
         covariance = np.cov(num, den, ddof=1)
         m_num, m_den = num.mean(), den.mean()
         variance = (
@@ -191,7 +195,7 @@ async def test_ratio_metric_uses_the_delta_method_with_covariance(app, kit, meth
         estimates[name] = (num.sum() / den.sum(), variance, len(num))
     (mu_c, v_c, n_c), (mu_t, v_t, n_t) = estimates["control"], estimates["test"]
     a, b = v_t / (n_t * mu_c**2), mu_t**2 * v_c / (n_c * mu_c**4)
-    assert_statistics(variant, method, mu_t / mu_c - 1, a, b, n_t, n_c, alpha=0.1)
+    assert_statistics(variant, method, mu_t / mu_c - 1, a, b, n_t, n_c, (v_t / n_t, v_c / n_c), alpha=0.1)
 
 
 async def test_srm_is_a_chi_square_against_the_configured_split(app, kit):

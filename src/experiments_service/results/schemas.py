@@ -18,26 +18,59 @@ class BaselineResult(BaseModel):
     number_of_samples: int = Field(description="Exposed entities in the variant.")
     sum: float = Field(description="Σ of per-entity values (conversions for funnels, numerators for ratios).")
     sum_squares: float = Field(description="Σ of squared per-entity values.")
-    sum_of_products: float | None = Field(None, description="Ratio metrics: Σ numerator × denominator.")
-    denominator_sum: float | None = Field(None, description="Ratio metrics: Σ per-entity denominators.")
-    denominator_sum_squares: float | None = Field(None, description="Ratio metrics: Σ squared denominators.")
-    step_counts: list[int] | None = Field(None, description="Funnel metrics: entities reaching each step.")
+    numerator_denominator_sum_product: float | None = Field(
+        None, description="Ratio and retention metrics: Σ numerator × denominator."
+    )
+    denominator_sum: float | None = Field(None, description="Ratio and retention metrics: Σ per-entity denominators.")
+    denominator_sum_squares: float | None = Field(
+        None, description="Ratio and retention metrics: Σ squared denominators."
+    )
+    step_counts: list[int] | None = Field(None, description="Funnel metrics: entities reaching each step, in order.")
+    covariate_sum: float | None = Field(None, description="CUPED: Σ of per-entity pre-exposure values.")
+    covariate_sum_squares: float | None = Field(None, description="CUPED: Σ of squared pre-exposure values.")
+    covariate_sum_product: float | None = Field(None, description="CUPED: Σ value × pre-exposure value.")
     validation_failures: list[str] = Field(
         default_factory=list,
-        description="`not_enough_exposures`, `not_enough_metric_data`, `baseline_mean_is_zero`.",
+        description=(
+            "Why there are no statistics: `not_enough_exposures`, `not_enough_metric_data` (fewer than 5"
+            " successes or, for funnels, 5 failures), `baseline_mean_is_zero`, `baseline_mean_is_negative`"
+            " (relative effects), `denominator_is_zero` (ratio), `zero_variance`."
+        ),
     )
 
 
-class BayesianVariantResult(BaselineResult):
-    chance_to_win: float | None = Field(None, description="P(relative effect > 0) (< 0 when the goal is decrease).")
-    credible_interval: list[float] | None = Field(None, description="Relative effect interval at `ci_level`.")
-    significant: bool = False
+class CupedOut(BaseModel):
+    """The CUPED adjustment applied to this comparison."""
+
+    theta: float = Field(description="Cov(value, covariate) / Var(covariate), pooled over both arms.")
+    variance_reduction: float = Field(description="Share of this variant's per-entity variance removed (1 − adjusted/original).")
+    baseline_variance_reduction: float = Field(description="The same share for the baseline.")
 
 
-class FrequentistVariantResult(BaselineResult):
-    p_value: float | None = Field(None, description="Two-sided Welch t-test on the relative effect.")
-    confidence_interval: list[float] | None = Field(None, description="Relative effect interval at 1 − α.")
-    significant: bool = False
+class _VariantStatistics(BaselineResult):
+    significant: bool | None = Field(None, description="Null when there are no statistics (see `validation_failures`).")
+    cuped: CupedOut | None = Field(None, description="Present when CUPED adjusted this comparison.")
+
+
+class BayesianVariantResult(_VariantStatistics):
+    method: Literal["bayesian"] = "bayesian"
+    chance_to_win: float | None = Field(
+        None, description="P(effect > 0), whatever the metric's goal (read it against the goal)."
+    )
+    credible_interval: list[float] | None = Field(None, description="Effect interval at `ci_level`.")
+
+
+class FrequentistVariantResult(_VariantStatistics):
+    method: Literal["frequentist"] = "frequentist"
+    p_value: float | None = Field(
+        None, description="Two-sided Welch t-test on the effect (always-valid when sequential testing is on)."
+    )
+    confidence_interval: list[float] | None = Field(
+        None, description="Effect interval at 1 − α (a confidence sequence when sequential testing is on)."
+    )
+    p_value_adjusted: float | None = Field(
+        None, description="With `stats_config.p_value_correction`: the p-value adjusted across metrics × variants."
+    )
 
 
 class MetricResult(BaseModel):
@@ -49,13 +82,17 @@ class MetricResult(BaseModel):
     role: Literal["primary", "secondary"]
     saved_metric_id: int | None = None
     method: Literal["bayesian", "frequentist"]
+    difference_type: Literal["relative", "absolute"] = "relative"
     baseline: BaselineResult | None = None
     variant_results: list[BayesianVariantResult] | list[FrequentistVariantResult] = Field(default_factory=list)
-    error: str | None = Field(None, description="Why this metric could not be computed (its definition).")
+    error: str | None = Field(
+        None, description="Why this metric could not be computed (its definition, or values out of range)."
+    )
 
 
 class SampleRatioMismatchOut(BaseModel):
-    """χ² test of exposure counts against the flag's configured split (fails when p < 0.001)."""
+    """χ² test of exposure counts against the flag's configured split (fails when p < 0.001; no
+    p-value below 100 exposures)."""
 
     p_value: float | None
     failed: bool
