@@ -4,6 +4,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
+
+from experiments_service.api_docs import install_openapi
 
 from experiments_service.approvals.router import router as approvals_router
 from experiments_service.background import start_background_services
@@ -17,6 +20,9 @@ from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
+
+
+DOCS_STATIC = "/docs/static"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -44,7 +50,10 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own files: /docs works without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
+        swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
         title="Experiments service",
         version="0.1.0",
         description="A/B experiments, feature flags and results; wire-compatible with PostHog's Experiments API.",
@@ -54,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = Database(settings)
     install_error_handlers(app)
+    install_openapi(app)
     _include_routers(app)
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

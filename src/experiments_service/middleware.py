@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from experiments_service.errors import PayloadTooLarge
 
 _NO_SLASH_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/healthz")
+# Swagger UI's and ReDoc's script and style files (see `app.DOCS_STATIC`).
+_NO_SLASH_PREFIX = "/docs/static/"
 
 
 class TrailingSlashMiddleware:
@@ -18,7 +20,7 @@ class TrailingSlashMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if not path.endswith("/") and path not in _NO_SLASH_PATHS:
+            if not path.endswith("/") and path not in _NO_SLASH_PATHS and not path.startswith(_NO_SLASH_PREFIX):
                 scope = dict(scope)
                 scope["path"] = path + "/"
                 if scope.get("raw_path"):

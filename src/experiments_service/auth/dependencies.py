@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 
 from experiments_service.auth.keys import hash_key, scope_allows
 from experiments_service.auth.repository import AuthRepository
@@ -42,6 +44,22 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
+# Declares the scheme in the OpenAPI document (Swagger UI's Authorize); the checks stay ours, so
+# a missing or malformed header keeps answering PostHog's 401.
+personal_api_key = HTTPBearer(
+    scheme_name="PersonalAPIKey",
+    bearerFormat="phx_...",
+    description="A personal API key (`phx_...`), sent as `Authorization: Bearer phx_...`.",
+    auto_error=False,
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(personal_api_key)]
+
+# Documented as an integer but parsed leniently here, so a bad id still answers 401 before 404.
+ProjectIdPath = Annotated[
+    str, Path(description="The project's id."), WithJsonSchema({"type": "integer", "title": "Project Id"})
+]
+
+
 def _presented_key_hash(request: Request) -> str:
     """The stored form of the request's bearer key (401 when none is presented)."""
     token = bearer_token(request)
@@ -50,10 +68,10 @@ def _presented_key_hash(request: Request) -> str:
     return hash_key(token)
 
 
-def _path_project_id(request: Request) -> int:
+def _project_id(raw: str) -> int:
     """The path's project id, or -1 (matches no project) when it is not a valid id."""
     try:
-        project_id = int(request.path_params.get("project_id"))
+        project_id = int(raw)
     except (TypeError, ValueError):
         return -1
     return project_id if 0 < project_id <= MAX_STORED_INT else -1
@@ -62,8 +80,10 @@ def _path_project_id(request: Request) -> int:
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
-    async def dependency(request: Request, session: SessionDep) -> ProjectContext:
-        found = await AuthRepository(session).resolve_access(_presented_key_hash(request), _path_project_id(request))
+    async def dependency(
+        request: Request, session: SessionDep, project_id: ProjectIdPath, _credentials: BearerDep
+    ) -> ProjectContext:
+        found = await AuthRepository(session).resolve_access(_presented_key_hash(request), _project_id(project_id))
         if found is None:
             raise AuthenticationFailed(INVALID_PERSONAL_KEY)
         key, user, project, is_member = found

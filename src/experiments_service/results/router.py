@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from pydantic import BaseModel
 
+from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.results.repository import ResultsRepository
@@ -21,12 +22,11 @@ from experiments_service.results.worker import wake_worker
 router = APIRouter(route_class=TransactionalRoute, tags=["results"])
 
 EXPERIMENT_PATH = "/api/projects/{project_id}/experiments/{experiment_id}"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid input, or the experiment has not started."},
-    401: {"description": "Missing or invalid personal API key."},
-    403: {"description": "The key lacks the scope or the project."},
-    404: {"description": "No such experiment (or metric) in this project."},
-}
+ERRORS = error_responses(
+    400, *PROJECT_READ, e400="Invalid input, or the experiment has not started",
+    e404="No such experiment (or metric) in this project",
+)  # fmt: skip
+WRITE_ERRORS = error_responses(*PROJECT_WRITE, e400=ERRORS[400]["description"], e404=ERRORS[404]["description"])
 
 
 class RecalculateTimeseriesIn(BaseModel):
@@ -38,6 +38,7 @@ class RecalculateTimeseriesIn(BaseModel):
     "/api/projects/{project_id}/experiments/requires_flag_implementation/",
     response_model=RequiresFlagImplementationOut,
     responses=ERRORS,
+    summary="Whether the experiment's flag still needs implementing",
 )
 async def requires_flag_implementation(
     context: ExperimentRead,
@@ -51,7 +52,9 @@ async def requires_flag_implementation(
     return await service.requires_flag_implementation(events, actions, limit)
 
 
-@router.get(f"{EXPERIMENT_PATH}/results/", response_model=ExperimentResultsOut, responses=ERRORS)
+@router.get(
+    f"{EXPERIMENT_PATH}/results/", response_model=ExperimentResultsOut, responses=ERRORS, summary="Experiment results"
+)
 async def experiment_results(
     experiment_id: int,
     context: ExperimentRead,
@@ -67,7 +70,11 @@ async def experiment_results(
     f"{EXPERIMENT_PATH}/recalculate_timeseries/",
     response_model=RecalculationOut,
     status_code=status.HTTP_201_CREATED,
-    responses={**ERRORS, 200: {"description": "A recalculation for this fingerprint is already active.", "model": RecalculationOut}},
+    responses={
+        **WRITE_ERRORS,
+        200: {"description": "A recalculation for this fingerprint is already active.", "model": RecalculationOut},
+    },
+    summary="Recalculate a metric's timeseries",
 )
 async def recalculate_timeseries(
     experiment_id: int,
@@ -88,7 +95,12 @@ async def recalculate_timeseries(
     return recalculation_out(job)
 
 
-@router.get(f"{EXPERIMENT_PATH}/timeseries_results/", response_model=TimeseriesOut, responses=ERRORS)
+@router.get(
+    f"{EXPERIMENT_PATH}/timeseries_results/",
+    response_model=TimeseriesOut,
+    responses=ERRORS,
+    summary="A metric's daily cumulative results",
+)
 async def timeseries_results(
     experiment_id: int,
     context: ExperimentRead,
