@@ -5,12 +5,28 @@ where the approval gate can hold a change); `finish_openapi` then removes what F
 this service never sends (422: validation errors answer 400).
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic_core import CoreSchema
 
 from experiments_service.approvals.schemas import ChangeRequestOut
+
+
+@dataclass(frozen=True)
+class DocumentedAs:
+    """`Annotated[Any, DocumentedAs(Shape)]`: the document shows `Shape`, validation stays the field's own.
+
+    For the free-form JSON fields the service checks itself, with the reference messages: typing
+    them in Pydantic would change those messages and refuse keys PostHog accepts.
+    """
+
+    shape: Any
+
+    def __get_pydantic_json_schema__(self, _: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return handler(TypeAdapter(self.shape).core_schema)
 
 
 class ErrorBody(BaseModel):

@@ -10,10 +10,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.project_objects import ProjectObjectService
 from experiments_service.experiments.schemas import HoldoutOut
 from experiments_service.flags.service import FlagService
+from experiments_service.flags.shapes import FeatureFlagGroup
 from experiments_service.models import ExperimentHoldout
 
 HoldoutName = Annotated[str, Field(min_length=1, max_length=400)]
@@ -23,7 +25,9 @@ HoldoutDescription = Annotated[str | None, Field(max_length=400)]
 class HoldoutCreate(BaseModel):
     name: HoldoutName
     description: HoldoutDescription = None
-    filters: list[dict[str, Any]] | None = None
+    filters: Annotated[list[dict[str, Any]] | None, DocumentedAs(list[FeatureFlagGroup] | None)] = Field(
+        None, description="The holdout's groups; their `rollout_percentage` is the share held out."
+    )
 
 
 class HoldoutUpdate(BaseModel):
@@ -31,7 +35,7 @@ class HoldoutUpdate(BaseModel):
 
     name: HoldoutName = None  # type: ignore[assignment]
     description: HoldoutDescription = None
-    filters: list[dict[str, Any]] = None  # type: ignore[assignment]
+    filters: Annotated[list[dict[str, Any]], DocumentedAs(list[FeatureFlagGroup])] = None  # type: ignore[assignment]
 
 
 def holdout_flag_filter(holdout: ExperimentHoldout | None) -> dict[str, Any] | None:

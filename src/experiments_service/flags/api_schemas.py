@@ -1,17 +1,25 @@
 """Request and list bodies of the flags API and group types."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from experiments_service.api_docs import DocumentedAs
+from experiments_service.flags.shapes import FLAG_CREATE_EXAMPLE, FeatureFlagFilters
 
 
 EvaluationRuntime = Literal["server", "client", "all"]
 
 
+Filters = Annotated[dict[str, Any] | None, DocumentedAs(FeatureFlagFilters | None)]
+
+
 class FeatureFlagCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [FLAG_CREATE_EXAMPLE]})
+
     key: str = Field(max_length=400)
     name: str = ""
-    filters: dict[str, Any] | None = None
+    filters: Filters = None
     active: bool = True
     ensure_experience_continuity: bool | None = False
     evaluation_runtime: EvaluationRuntime = "all"
@@ -25,7 +33,7 @@ class FeatureFlagPatch(BaseModel):
 
     key: str | None = Field(default=None, max_length=400)
     name: str | None = None
-    filters: dict[str, Any] | None = None
+    filters: Filters = None
     active: bool | None = None
     deleted: bool | None = None
     ensure_experience_continuity: bool | None = None

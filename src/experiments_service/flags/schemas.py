@@ -1,11 +1,13 @@
 """Flag renderings shared by the flags API and experiments."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.auth.schemas import UserBasic
+from experiments_service.flags.shapes import FeatureFlagFilters
 from experiments_service.models import FeatureFlag, User
 
 
@@ -34,7 +36,7 @@ class MinimalFeatureFlag(BaseModel):
     team_id: int
     name: str
     key: str
-    filters: dict[str, Any]
+    filters: Annotated[dict[str, Any], DocumentedAs(FeatureFlagFilters)]
     deleted: bool
     active: bool
     ensure_experience_continuity: bool | None
@@ -55,7 +57,7 @@ class FeatureFlagOut(BaseModel):
     team_id: int
     name: str
     key: str
-    filters: dict[str, Any]
+    filters: Annotated[dict[str, Any], DocumentedAs(FeatureFlagFilters)]
     deleted: bool
     active: bool
     created_by: UserBasic | None

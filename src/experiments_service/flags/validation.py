@@ -3,27 +3,17 @@
 import json
 import math
 import re
-from typing import Any
+from typing import Any, get_args
 
 from experiments_service.errors import ValidationError
+from experiments_service.flags.shapes import PropertyOperator
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 MAX_VARIANTS = 20
 
 # Operators a release condition may use (PostHog's property operators for flags).
-PROPERTY_OPERATORS = frozenset(
-    {
-        "exact", "is_not", "icontains", "not_icontains", "regex", "not_regex",
-        "gt", "gte", "lt", "lte", "is_set", "is_not_set",
-        "is_date_exact", "is_date_before", "is_date_after",
-        "semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
-        "semver_tilde", "semver_caret", "semver_wildcard",
-        "starts_with", "ends_with", "not_starts_with", "not_ends_with",
-        "icontains_multi", "not_icontains_multi", "between", "not_between",
-        "in", "not_in", "flag_evaluates_to",
-    }
-)  # fmt: skip
+PROPERTY_OPERATORS = frozenset(get_args(PropertyOperator))
 
 
 def validate_key(key: Any) -> str:

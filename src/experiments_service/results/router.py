@@ -1,13 +1,14 @@
 """HTTP routes of the results domain (thin: parse, call the service, render)."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, error_responses
+from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, DocumentedAs, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite
 from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.experiments.shapes import ExperimentMetric
 from experiments_service.results.repository import ResultsRepository
 from experiments_service.results.schemas import (
     ExperimentResultsOut,
@@ -30,8 +31,12 @@ WRITE_ERRORS = error_responses(*PROJECT_WRITE, e400=ERRORS[400]["description"], 
 
 
 class RecalculateTimeseriesIn(BaseModel):
-    metric: dict[str, Any] | None = None
-    fingerprint: str | None = None
+    """Which metric to recompute: the experiment's metric as returned (with its `uuid`) and its `fingerprint`."""
+
+    metric: Annotated[dict[str, Any] | None, DocumentedAs(ExperimentMetric)] = Field(
+        None, description="The full metric object, `uuid` included (required)."
+    )
+    fingerprint: str | None = Field(None, description="The metric's `fingerprint` as returned (required, 64 hex).")
 
 
 @router.get(
@@ -105,8 +110,8 @@ async def timeseries_results(
     experiment_id: int,
     context: ExperimentRead,
     session: SessionDep,
-    metric_uuid: str | None = Query(None),
-    fingerprint: str | None = Query(None),
+    metric_uuid: str | None = Query(None, description="The metric's `uuid` (required)."),
+    fingerprint: str | None = Query(None, description="The metric's current `fingerprint` (required)."),
 ) -> TimeseriesOut:
     """A metric's stored daily cumulative results, keyed by project-timezone day."""
     service = TimeseriesService(ResultsRepository(session, context.project_id))
