@@ -5,7 +5,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, WithJsonSchema
 from pydantic import ValidationError as PydanticValidationError
 
@@ -150,6 +150,7 @@ async def replace_experiment(
 @router.delete(
     DETAIL,
     status_code=405,
+    response_class=Response,
     responses={405: {"description": "Experiments are never hard-deleted"}, **error_responses(*PROJECT_READ)},
     summary="Delete an experiment (refused)",
 )

@@ -85,7 +85,7 @@ def _validate_property(prop: Any, path: str) -> None:
     if not isinstance(prop, dict) or not isinstance(prop.get("key"), str | int) or prop.get("key") == "":
         raise _invalid(f"Filters are not valid ({path} must be an object with a 'key')")
     operator = prop.get("operator")
-    if operator is not None and operator not in PROPERTY_OPERATORS:
+    if operator is not None and (not isinstance(operator, str) or operator not in PROPERTY_OPERATORS):
         raise _invalid(f"Invalid operator: {operator}", code="invalid_operator")
     _check_group_type_index(prop.get("group_type_index"), f"{path}.group_type_index")
     if operator in ("regex", "not_regex") and isinstance(prop.get("value"), str):
