@@ -15,9 +15,10 @@ from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
 from experiments_service.experiments.extras_router import router as experiments_extras_router
 from experiments_service.experiments.router import router as experiments_router
+from experiments_service.flags.remote_config import router as remote_config_router
 from experiments_service.flags.router import router as flags_router
 from experiments_service.flags.sdk import SDKFastPath
-from experiments_service.middleware import BodySizeLimitMiddleware, TrailingSlashMiddleware
+from experiments_service.middleware import APICORSMiddleware, BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
 
@@ -33,7 +34,8 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router
+        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        remote_config_router,
     ):
         app.include_router(router)
 
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     _include_routers(app)
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
+    if settings.cors_origins:
+        app.add_middleware(APICORSMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TrailingSlashMiddleware)
 

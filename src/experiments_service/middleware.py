@@ -1,6 +1,7 @@
 """ASGI middleware: optional trailing slashes and the request-size limit."""
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -48,6 +49,23 @@ class BodySizeLimitMiddleware:
                         return
                     break
         await self.app(scope, receive, send)
+
+
+class APICORSMiddleware:
+    """CORS for `/api/...` from the configured origins (`CORS_ALLOWED_ORIGINS`); other paths
+    (the SDK routes, with their own PostHog-style CORS) pass through untouched."""
+
+    def __init__(self, app: ASGIApp, allowed_origins: list[str]):
+        self.app = app
+        self.cors = CORSMiddleware(
+            app, allow_origins=allowed_origins, allow_methods=["*"], allow_headers=["*"], max_age=600
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def sdk_cors_headers(scope: Scope) -> dict[str, str]:

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     flag_cache_ttl_seconds: float = 0.5
     # Run the background job worker inside the API process.
     run_worker: bool = True
+    # Origins (comma-separated, e.g. `https://app.example.com`) whose pages may call `/api/...`
+    # from a browser with a personal API key; empty: none. The SDK routes allow every origin.
+    cors_allowed_origins: str = ""
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
 
 @lru_cache
