@@ -8,7 +8,7 @@ rewrites those flags through the flag service in the same transaction.
 import copy
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from experiments_service.api_docs import DocumentedAs
 from experiments_service.errors import ValidationError
@@ -23,6 +23,12 @@ HoldoutDescription = Annotated[str | None, Field(max_length=400)]
 
 
 class HoldoutCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Global 10% holdout", "filters": [{"properties": [], "rollout_percentage": 10}]}]
+        }
+    )
+
     name: HoldoutName
     description: HoldoutDescription = None
     filters: Annotated[list[dict[str, Any]] | None, DocumentedAs(list[FeatureFlagGroup] | None)] = Field(

@@ -239,12 +239,19 @@ class ExperimentUpdate(_ExperimentWrite):
 
 
 class EndRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"conclusion": "won", "conclusion_comment": "Green sells 8% more."}]},
+    )
 
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
 
 
 class ShipVariantRequest(EndRequest):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"variant_key": "test", "conclusion": "won"}]}
+    )
+
     variant_key: str
     release_to_everyone: bool = True
