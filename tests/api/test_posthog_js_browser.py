@@ -63,10 +63,14 @@ def posthog_js(tmp_path_factory):
     return bundle
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def _serve_site(directory) -> tuple[ThreadingHTTPServer, str]:
     """The frontend app's own origin (another port, another host name than the service)."""
-    handler = partial(SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *args: None
+    handler = partial(_QuietHandler, directory=str(directory))
     port = free_port()
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
