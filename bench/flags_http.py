@@ -8,6 +8,12 @@ work, where wall-clock throughput does not).
 
     .venv/bin/python bench/flags_http.py [--seconds 10] [--connections 32] [--generators 1]
 
+`--flags 10,100,1000` measures projects of that many active flags instead (a third plain rollouts, a
+third person-property conditions, a third multivariate), every request asking for all of them as
+posthog-js does, and prints the curve. `--bare` also measures a bare ASGI app on the same uvicorn
+(`bench/bare_asgi.py`: it reads the request body and answers the same bytes /flags answered) and
+prints the ratio of /flags to that ceiling.
+
 The load generator is a bare asyncio protocol speaking HTTP/1.1 keep-alive (uvloop, requests
 serialised before the clock starts) in `--generators` processes; it reports its own CPU time,
 which stays a small fraction of the server's.
@@ -20,8 +26,12 @@ import argparse
 import asyncio
 import os
 import random
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,7 +45,13 @@ from experiments_service import migrate  # noqa: E402
 from experiments_service.auth.service import create_project, ensure_user, issue_personal_api_key  # noqa: E402
 from experiments_service.db import Database  # noqa: E402
 from experiments_service.settings import Settings  # noqa: E402
-from tests.flags.live_server import create_postgres_database, drop_postgres_database, running_server  # noqa: E402
+from tests.flags.live_server import (  # noqa: E402
+    LiveServer,
+    create_postgres_database,
+    drop_postgres_database,
+    free_port,
+    running_server,
+)
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
@@ -100,6 +116,33 @@ def create_flags(base: str, project: dict) -> None:
         http.post(f"{api}/experiments/{experiment.json()['id']}/launch/").raise_for_status()
         listed = http.get(f"{api}/feature_flags/?limit=100").json()
         assert listed["count"] == 10, listed["count"]
+
+
+def generated_flags(count: int) -> list[dict]:
+    """`count` flags of a large project: a third plain rollouts, a third person-property
+    conditions, a third multivariate."""
+    flags = []
+    for n in range(count):
+        kind = n % 3
+        if kind == 0:
+            filters = {"groups": [_group(10 + (n * 37) % 90)]}  # rollouts spread over 10-99 %
+        elif kind == 1:
+            filters = {"groups": [_group(100, [_person("plan", ["pro", "enterprise"])]), _group(100, [_person("age", "30", "gt")])]}
+        else:
+            filters = {
+                "groups": [_group(100)],
+                "multivariate": {"variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]},
+            }
+        flags.append({"key": f"flag-{n:04d}", "filters": filters})
+    return flags
+
+
+def create_generated_flags(base: str, project: dict, count: int) -> None:
+    api = f"{base}/api/projects/{project['project_id']}"
+    with httpx.Client(headers=project["headers"], timeout=30) as http:
+        for flag in generated_flags(count):
+            http.post(f"{api}/feature_flags/", json=flag).raise_for_status()
+        assert http.get(f"{api}/feature_flags/?limit=1").json()["count"] == count
 
 
 def build_requests(port: int, token: str, count: int = 10_000, seed: int = 11) -> list[bytes]:
@@ -226,6 +269,55 @@ def measure(port: int, requests: list[bytes], connections: int, generators: int,
     }
 
 
+@contextmanager
+def running_bare_app(body: bytes, workers: int):
+    """`bench/bare_asgi.py` on uvicorn with the options `experiments serve` uses."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(Path(__file__).parent), "--host",
+             "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+            env={**os.environ, "BARE_ASGI_BODY": file.name}, stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.post(f"http://127.0.0.1:{port}/", content=b"{}", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError("the bare ASGI app did not start") from None
+                    time.sleep(0.1)
+            yield LiveServer(url=f"http://127.0.0.1:{port}", port=port, process_group=process.pid)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+
+
+def run_measured(server: LiveServer, requests: list[bytes], args) -> dict:
+    """Warm every worker, then measure; adds the server's CPU seconds."""
+    measure(server.port, requests, args.connections, args.generators, 2)
+    cpu_before = server.cpu_seconds()
+    result = measure(server.port, requests, args.connections, args.generators, args.seconds)
+    result["server_cpu"] = server.cpu_seconds() - cpu_before
+    return result
+
+
+def print_result(label: str, result: dict, args) -> None:
+    print(
+        f"{label} connections={args.connections} seconds={args.seconds:g}: "
+        f"{result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+        f"{result['requests']} requests, {result['errors']} errors; "
+        f"server CPU {result['server_cpu']:.1f} s = {result['requests'] / result['server_cpu']:,.0f} requests per "
+        f"CPU-second (load generator CPU {result['generator_cpu']:.1f} s); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -233,37 +325,43 @@ def main() -> int:
     parser.add_argument("--generators", type=int, default=1)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts to measure")
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
-    args = parser.parse_args()
 
+    parser.add_argument("--flags", help="comma-separated project sizes (active flags) to measure instead of the 10-flag project")
+    parser.add_argument("--bare", action="store_true", help="also measure the bare ASGI ceiling and print the ratio")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.flags.split(",")] if args.flags else [None]
+    for size in sizes:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            measure_project(args, size, workers)
+    return 0
+
+
+def measure_project(args, size: int | None, workers: int) -> None:
+    """One fresh database and project (the 10-flag one, or `size` generated flags), /flags with
+    `workers` workers, then the bare ceiling with the same answer bytes when `--bare`."""
     database_url = asyncio.run(create_postgres_database(args.database_url))
     try:
         migrate.upgrade(database_url)
         project = asyncio.run(prepare_project(database_url))
-        created = False
-        for workers in [int(w) for w in args.workers.split(",")]:
-            with running_server(database_url, workers=workers) as server:
-                if not created:
-                    create_flags(server.url, project)
-                    created = True
-                requests = build_requests(server.port, project["token"])
-                sample = httpx.post(f"{server.url}/flags/?v=2", content=requests[0].split(b"\r\n\r\n", 1)[1]).json()
-                assert len(sample["flags"]) == 10 and not sample["errorsWhileComputingFlags"], sample
-                measure(server.port, requests, args.connections, args.generators, 2)  # warm every worker's cache
-                cpu_before = server.cpu_seconds()
-                result = measure(server.port, requests, args.connections, args.generators, args.seconds)
-                server_cpu = server.cpu_seconds() - cpu_before
-                print(
-                    f"workers={workers} connections={args.connections} seconds={args.seconds:g}: "
-                    f"{result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
-                    f"{result['requests']} requests, {result['errors']} errors; "
-                    f"server CPU {server_cpu:.1f} s = {result['requests'] / server_cpu:,.0f} requests per CPU-second "
-                    f"(load generator CPU {result['generator_cpu']:.1f} s); "
-                    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-                    flush=True,
-                )
+        with running_server(database_url, workers=workers) as server:
+            if size is None:
+                create_flags(server.url, project)
+            else:
+                create_generated_flags(server.url, project, size)
+            requests = build_requests(server.port, project["token"])
+            answer = httpx.post(f"{server.url}/flags/?v=2", content=requests[0].split(b"\r\n\r\n", 1)[1])
+            sample = answer.json()
+            assert len(sample["flags"]) == (size or 10) and not sample["errorsWhileComputingFlags"], sample
+            flags = run_measured(server, requests, args)
+        label = f"/flags {size or 10} flags workers={workers}"
+        print_result(label, flags, args)
+        if args.bare:
+            with running_bare_app(answer.content, workers) as bare:
+                ceiling = run_measured(bare, requests, args)
+            print_result(f"bare ASGI ({len(answer.content)} bytes) workers={workers}", ceiling, args)
+            print(f"  /flags / bare ceiling: {flags['rps'] / ceiling['rps']:.2f}", flush=True)
     finally:
         asyncio.run(drop_postgres_database(database_url))
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 16 concurrent clients posting batches of 100 events to `/batch/`.
 
 Prints accepted events per second and checks that the stored count equals the accepted count.
+Then it measures what PostgreSQL itself accepts for the same rows on the same machine: the stored
+events are read back and written with `COPY` (the same columns, `--copy-rows` rows per COPY from
+`--copy-connections` connections) into a copy of the events table with the same indexes and
+defaults, and the ratio of the two rates is printed.
 
     .venv/bin/python bench/ingest.py [--events 200000] [--seconds 30] [--clients 16] [--workers 2]
 
@@ -183,6 +187,7 @@ async def run(args: argparse.Namespace) -> int:
             persons = await check.fetchval("SELECT count(*) FROM persons")
         finally:
             await check.close()
+        copy = await copy_rate(database_url, args.copy_rows, args.copy_connections)
     finally:
         await drop_postgres_database(database_url)
 
@@ -201,9 +206,49 @@ async def run(args: argparse.Namespace) -> int:
         f"  PostgreSQL CPU      {database_cpu:.2f} s ({database_cpu * per_thousand * 1000:.1f} ms per 1000 events)\n"
         f"  load generator CPU  {client_cpu:.2f} s\n"
         f"  CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} when done; with the CPUs to itself the server\n"
-        f"  and database would sustain about {projected:,.0f} events/s (projection from the CPU they used, not a measurement)"
+        f"  and database would sustain about {projected:,.0f} events/s (projection from the CPU they used, not a measurement)\n"
+        f"  PostgreSQL COPY     {copy['rows']} rows in {copy['seconds']:.2f} s = {copy['rate']:,.0f} rows/s "
+        f"({args.copy_rows} rows per COPY, {args.copy_connections} connections, same columns and indexes)\n"
+        f"  capture / COPY      {rate / copy['rate']:.2f}"
     )
     return 0 if stored == result["accepted_events"] and result["failed_requests"] == 0 else 1
+
+
+async def copy_rate(database_url: str, rows_per_copy: int, connections: int) -> dict:
+    """Rows per second PostgreSQL accepts by `COPY` for the rows capture stored, into a table
+    like `events` (same columns, indexes, defaults), on the same server."""
+    url = make_url(database_url)
+    connect = dict(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
+                   password=url.password, database=url.database)  # fmt: skip
+    setup = await asyncpg.connect(**connect)
+    try:
+        await setup.execute("CREATE TABLE events_copy (LIKE events INCLUDING ALL)")
+        # Columns with a database default (the id, the inserting transaction) are left to it, as capture does.
+        columns = [
+            record["column_name"] for record in await setup.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'events' "
+                "AND column_default IS NULL ORDER BY ordinal_position"
+            )
+        ]  # fmt: skip
+        rows = await setup.fetch(f"SELECT {', '.join(columns)} FROM events")
+    finally:
+        await setup.close()
+    chunks = [rows[i : i + rows_per_copy] for i in range(0, len(rows), rows_per_copy)]
+    pool = [await asyncpg.connect(**connect) for _ in range(connections)]
+    try:
+        queue = iter(chunks)
+
+        async def writer(connection) -> None:
+            for chunk in queue:
+                await connection.copy_records_to_table("events_copy", records=chunk, columns=columns)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(connection) for connection in pool))
+        seconds = time.perf_counter() - started
+    finally:
+        for connection in pool:
+            await connection.close()
+    return {"rows": len(rows), "seconds": seconds, "rate": len(rows) / seconds}
 
 
 def main() -> int:
@@ -213,6 +258,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--copy-rows", type=int, default=100, help="rows per COPY in the PostgreSQL comparison")
+    parser.add_argument("--copy-connections", type=int, default=16, help="connections in the COPY comparison")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL),

@@ -13,7 +13,7 @@ from experiments_service.background import start_background_services
 from experiments_service.db import Database
 from experiments_service.errors import install_error_handlers
 from experiments_service.events.router import CAPTURE_FAST_PATHS, router as events_router
-from experiments_service.experiments.extras_router import router as experiments_extras_router
+from experiments_service.experiments.setup_router import router as experiment_setup_router
 from experiments_service.experiments.router import router as experiments_router
 from experiments_service.flags.remote_config import router as remote_config_router
 from experiments_service.flags.router import router as flags_router
@@ -21,6 +21,7 @@ from experiments_service.flags.sdk import SDKFastPath
 from experiments_service.middleware import APICORSMiddleware, BodySizeLimitMiddleware, TrailingSlashMiddleware
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
+from experiments_service.wiring import connect_flag_hooks
 
 
 DOCS_STATIC = "/docs/static"
@@ -34,7 +35,7 @@ def _operation_id(route: APIRoute) -> str:
 def _include_routers(app: FastAPI) -> None:
     for router in (
         # Results before experiments: `/experiments/requires_flag_implementation/` is not an experiment id.
-        experiments_extras_router, results_router, experiments_router, flags_router, events_router, approvals_router,
+        experiment_setup_router, results_router, experiments_router, flags_router, events_router, approvals_router,
         remote_config_router,
     ):
         app.include_router(router)
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    connect_flag_hooks()
     # Swagger UI and ReDoc from the package's own files: /docs works without internet.
     app = FastAPIOffline(
         static_url=DOCS_STATIC,

@@ -33,8 +33,13 @@ async def _state(app, experiment_id: int, flag_id: int) -> tuple:
     )
 
 
-async def _gated_then_approved(kit, app, experiment: dict, action: str, body: dict | None, action_key: str):
-    """Run the gated action: 409 with nothing changed, a repeat 409, then approval applies the flag change."""
+async def _gated_then_approved(
+    kit, app, experiment: dict, action: str, body: dict | None, action_key: str, approved_status: str | None = None
+):
+    """Run the gated action: 409 with nothing changed, a repeat 409, then approval applies the flag change.
+
+    After approval the experiment is in `approved_status` (default: unchanged).
+    """
     approver_headers, approver = await member(kit)
     await create_policy(kit, action_key, [approver])
     flag_id = experiment["feature_flag"]["id"]
@@ -69,10 +74,14 @@ async def _gated_then_approved(kit, app, experiment: dict, action: str, body: di
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "applied"
-    # Approval changes the flag only; the experiment waits for the retried action.
     experiment_now = await load_experiment(app, experiment["id"])
-    assert (experiment_now.status, experiment_now.end_date) == (before[0], before[2])
+    assert (experiment_now.status, experiment_now.end_date) == (approved_status or before[0], before[2])
     return gated, before
+
+
+def _refused(response, detail: str) -> None:
+    assert response.status_code == 400, response.text
+    assert response.json() == {"type": "validation_error", "code": "invalid_input", "detail": detail, "attr": None}
 
 
 class TestLifecycleUnderApproval:
@@ -96,18 +105,25 @@ class TestLifecycleUnderApproval:
     async def test_pause(self, kit, app):
         experiment = await _running_experiment(kit)
         flag_id = experiment["feature_flag"]["id"]
-        gated, before = await _gated_then_approved(kit, app, experiment, "pause", None, "feature_flag.disable")
+        gated, before = await _gated_then_approved(
+            kit, app, experiment, "pause", None, "feature_flag.disable", approved_status="paused"
+        )
         assert before[0] == "running" and before[5] is True
+        # Approval switched the flag off, and the experiment with it (a paused experiment is one
+        # whose flag is off), logged as paused by the requester.
         assert (await load_flag(app, flag_id)).active is False
+        paused_log = [entry for entry in await activity(app, kit.project_id, "Experiment") if entry.activity == "paused"]
+        assert [(entry.item_id, entry.user_id) for entry in paused_log] == [(str(experiment["id"]), kit.user_id)]
+        assert paused_log[0].detail["after"] == {"status": "paused"}
 
         retry = await experiment_action(kit, experiment["id"], "pause")
 
-        assert retry.status_code == 200, retry.text
-        assert retry.json()["status"] == "paused"
-        assert retry.json()["feature_flag"]["active"] is False
+        _refused(retry, "Experiment is already paused.")
         stored = await load_experiment(app, experiment["id"])
         assert stored.status == "paused" and stored.end_date is None
         assert (await load_flag(app, flag_id)).version == before[7] + 1
+        resumed = await experiment_action(kit, experiment["id"], "resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running"
 
     async def test_resume(self, kit, app):
         experiment = await _running_experiment(kit)
@@ -115,14 +131,16 @@ class TestLifecycleUnderApproval:
         assert paused.status_code == 200
         experiment = paused.json()
         flag_id = experiment["feature_flag"]["id"]
-        gated, before = await _gated_then_approved(kit, app, experiment, "resume", None, "feature_flag.enable")
+        gated, before = await _gated_then_approved(
+            kit, app, experiment, "resume", None, "feature_flag.enable", approved_status="running"
+        )
         assert before[0] == "paused" and before[5] is False
+        assert (await load_flag(app, flag_id)).active is True
 
         retry = await experiment_action(kit, experiment["id"], "resume")
 
-        assert retry.status_code == 200, retry.text
-        assert retry.json()["status"] == "running"
-        assert retry.json()["feature_flag"]["active"] is True
+        _refused(retry, "Experiment is not paused.")
+        assert (await load_experiment(app, experiment["id"])).status == "running"
         assert (await load_flag(app, flag_id)).version == before[7] + 1
 
     async def test_ship_variant(self, kit, app):
@@ -172,7 +190,7 @@ class TestLifecycleUnderApproval:
 
 
 class TestFlagSwitchOfAnExperimentFlag:
-    async def test_retried_flag_patch_brings_the_experiment_in_step(self, kit, app):
+    async def test_approved_flag_disable_pauses_the_experiment(self, kit, app):
         approver_headers, approver = await member(kit)
         experiment = await _running_experiment(kit)
         flag_id = experiment["feature_flag"]["id"]
@@ -187,10 +205,17 @@ class TestFlagSwitchOfAnExperimentFlag:
         )
         assert approved.json()["status"] == "applied"
 
+        assert (await load_flag(app, flag_id)).active is False
+        assert (await load_experiment(app, experiment["id"])).status == "paused"
+        shown = await kit.client.get(f"{kit.base}/experiments/{experiment['id']}/", headers=kit.headers)
+        assert (shown.json()["status"], shown.json()["feature_flag"]["active"]) == ("paused", False)
+        version = (await load_flag(app, flag_id)).version
+
         retry = await kit.client.patch(flag_url, json={"active": False}, headers=kit.headers)
 
         assert retry.status_code == 200, retry.text
         assert (await load_experiment(app, experiment["id"])).status == "paused"
+        assert (await load_flag(app, flag_id)).version == version
         resumed = await experiment_action(kit, experiment["id"], "resume")
         assert resumed.status_code == 200 and resumed.json()["status"] == "running"
 

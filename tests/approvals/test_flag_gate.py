@@ -370,6 +370,15 @@ class TestVotes:
         assert listed.json()["count"] == 0
         listed = await client.get(f"{kit.base}/change_requests/", headers=kit.headers)
         assert [cr["state"] for cr in listed.json()["results"]] == ["expired"]
+        assert listed.json()["results"][0]["can_approve"] is False
+        expired = await client.get(f"{kit.base}/change_requests/?state=expired", headers=kit.headers)
+        assert expired.json()["count"] == 1
+        shown = await client.get(f"{kit.base}/change_requests/{listed.json()['results'][0]['id']}/", headers=kit.headers)
+        assert shown.json()["state"] == "expired"
+        # Reads never write: the row is marked expired by the next write that meets it.
+        [stored] = await change_requests(app, kit.project_id)
+        assert stored.state == "pending"
+        assert [e.activity for e in await activity(app, kit.project_id, "ChangeRequest")] == ["created"]
 
     async def test_version_race_fails_with_apply_error(self, kit, app):
         approver_headers, approver = await member(kit)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from experiments_service.experiments.lifecycle import sync_experiments_with_flag
 from experiments_service.flags.rewrite import SHIPPED_RELEASE_CONDITION_DESCRIPTION, ship_variant_filters
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag
@@ -372,7 +371,6 @@ class TestFlagActiveSync:
             async with app.state.db.transaction() as session:
                 flag = (await session.execute(select(FeatureFlag).where(FeatureFlag.id == flag_id))).scalar_one()
                 await FlagService(session, kit.project_id, None).update_flag(flag, {"active": active})
-                await sync_experiments_with_flag(session, flag, None)
             assert (await stored_experiment(app, running["id"])).status == expected
             response = await kit.client.get(f"{kit.base}/experiments/{running['id']}/", headers=kit.headers)
             assert response.json()["status"] == expected
@@ -383,5 +381,4 @@ class TestFlagActiveSync:
         async with app.state.db.transaction() as session:
             flag = await session.get(FeatureFlag, draft["feature_flag"]["id"])
             await FlagService(session, kit.project_id, None).update_flag(flag, {"active": True})
-            await sync_experiments_with_flag(session, flag, None)
         assert (await stored_experiment(app, draft["id"])).status == "draft"

@@ -77,19 +77,24 @@ class LiveServer:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process of the server (master and workers)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.process_group:  # field 5 of stat: the process group id
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total / ticks
+        return process_group_cpu_seconds(self.process_group)
+
+
+def process_group_cpu_seconds(group: int) -> float:
+    """CPU time used so far by every process whose process group is `group`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # field 5 of stat: the process group id
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
 
 
 @contextmanager

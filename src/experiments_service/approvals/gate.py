@@ -1,4 +1,4 @@
-"""The approval gate on the flag write path.
+"""The approval gate on the flag write path (registered as a flag gate, see `flags/changes.py`).
 
 `check_flag_change` runs before any flag change is written. When an enabled approval policy of
 the project matches the change, it raises the 409 (`ApprovalRequired`) carrying a deferred write:
@@ -31,6 +31,7 @@ from experiments_service.approvals.service import (
     record_change_request,
     render_change_requests,
 )
+from experiments_service.flags.changes import FlagChange
 from experiments_service.models import ApprovalPolicy, ChangeRequest, FeatureFlag, User, utcnow
 
 RESOURCE_TYPE = "feature_flag"
@@ -38,16 +39,10 @@ APPROVAL_MESSAGE = "A change request has been created and is pending approval."
 APPROVAL_FROM_OTHERS_MESSAGE = "A change request has been created and is pending approval from others."
 
 
-async def check_flag_change(
-    session: AsyncSession,
-    *,
-    project_id: int,
-    actor: User | None,
-    flag: FeatureFlag,
-    changes: dict[str, Any],
-    request_data: dict[str, Any],
-) -> None:
+async def check_flag_change(change: FlagChange) -> None:
     """Let the change through, or raise `ApprovalRequired` (409) after storing a change request."""
+    session, project_id, actor, flag = change.session, change.project_id, change.actor, change.flag
+    changes, request_data = change.changes, change.request_data
     detected = detect_actions(flag.active, flag.filters or {}, changes)
     if not detected:
         return

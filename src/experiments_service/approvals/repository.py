@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, and_, not_, or_, select
 
 from experiments_service.models import ActivityLog, Approval, ApprovalPolicy, ChangeRequest, ProjectMember
 from experiments_service.pagination import PageRequest, fetch_page
+from experiments_service.repository import ProjectRepository
 
 # States in which a change request still blocks a new one for the same action and resource.
 OPEN_STATES = ("pending", "approved")
@@ -21,13 +21,16 @@ def _where_given(query: Select, filters: dict[Any, Any]) -> Select:
     return query.where(*(column == value for column, value in filters.items() if value is not None))
 
 
-class ApprovalRepository:
-    def __init__(self, session: AsyncSession, project_id: int):
-        self.session = session
-        self.project_id = project_id
+def _in_shown_states(states: list[str], now: datetime) -> ColumnElement[bool]:
+    """Rows whose read state is one of `states`: pending past expiry reads as expired."""
+    lapsed = and_(ChangeRequest.state == "pending", ChangeRequest.expires_at <= now)
+    conditions = [and_(ChangeRequest.state.in_(states), not_(lapsed))]
+    if "expired" in states:
+        conditions.append(lapsed)
+    return or_(*conditions)
 
-    def add(self, obj: Any) -> None:
-        self.session.add(obj)
+
+class ApprovalRepository(ProjectRepository):
 
     async def delete(self, obj: Any) -> None:
         await self.session.delete(obj)
@@ -93,7 +96,9 @@ class ApprovalRepository:
         resource_type: str | None = None,
         resource_id: str | None = None,
         requester_id: int | None = None,
+        now: datetime,
     ) -> tuple[list[ChangeRequest], int]:
+        """A page of requests, filtered by the state they read as (see `schemas.shown_state`)."""
         query = _where_given(
             self._change_requests(),
             {
@@ -104,7 +109,7 @@ class ApprovalRepository:
             },
         )
         if states:
-            query = query.where(ChangeRequest.state.in_(states))
+            query = query.where(_in_shown_states(states, now))
         return await fetch_page(self.session, query.order_by(ChangeRequest.created_at.desc(), ChangeRequest.id), page)
 
     async def open_change_request(

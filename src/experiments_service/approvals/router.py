@@ -6,7 +6,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import WithJsonSchema
 
-from experiments_service.approvals.repository import ApprovalRepository
 from experiments_service.approvals.schemas import (
     ActivityLogEntry,
     ApprovalPolicyCreate,
@@ -20,8 +19,7 @@ from experiments_service.approvals.service import (
     ChangeRequestService,
     Decision,
     PolicyService,
-    expire_due,
-    load_users,
+    activity_page,
 )
 from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, error_responses
 from experiments_service.auth.dependencies import ProjectContext, require_scope
@@ -58,7 +56,7 @@ def _uuid(value: str) -> UUID:
 
 
 async def _policy_out(session, policy) -> ApprovalPolicyOut:
-    return ApprovalPolicyOut.of(policy, await load_users(session, [policy.created_by_id]))
+    return await PolicyService(session, policy.project_id, None).render(policy)
 
 
 # --- approval policies --------------------------------------------------------------------------
@@ -73,11 +71,8 @@ async def list_approval_policies(
     enabled: bool | None = None,
 ):
     """List the project's approval policies."""
-    policies, total = await ApprovalRepository(session, context.project_id).list_policies(
-        page, action_key=action_key, enabled=enabled
-    )
-    users = await load_users(session, [policy.created_by_id for policy in policies])
-    results = [ApprovalPolicyOut.of(policy, users) for policy in policies]
+    service = PolicyService(session, context.project_id, context.user)
+    results, total = await service.page(page, action_key=action_key, enabled=enabled)
     return page.envelope(results, total)
 
 
@@ -134,8 +129,7 @@ async def list_change_requests(
     requester: int | None = None,
 ):
     """List change requests, newest first (pending ones past their expiry show as expired)."""
-    await expire_due(session, context.project_id)
-    requests, total = await ApprovalRepository(session, context.project_id).list_change_requests(
+    results, total = await ChangeRequestService(session, context.project_id, context.user).page(
         page,
         states=[part.strip() for part in state.split(",") if part.strip()] if state else None,
         action_key=action_key,
@@ -143,7 +137,6 @@ async def list_change_requests(
         resource_id=resource_id,
         requester_id=requester,
     )
-    results = await ChangeRequestService(session, context.project_id, context.user).render(requests)
     return page.envelope(results, total)
 
 
@@ -213,9 +206,5 @@ async def list_activity_log(
     user: int | None = None,
 ):
     """The project's activity log, newest first."""
-    entries, total = await ApprovalRepository(session, context.project_id).list_activity(
-        page, scope=scope, item_id=item_id, user_id=user
-    )
-    users = await load_users(session, [entry.user_id for entry in entries])
-    results = [ActivityLogEntry.of(entry, users) for entry in entries]
+    results, total = await activity_page(session, context.project_id, page, scope=scope, item_id=item_id, user_id=user)
     return page.envelope(results, total)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments_service.approvals.policies import DISABLE, ENABLE, UPDATE, format_duration
 from experiments_service.auth.schemas import UserBasic
-from experiments_service.models import ActivityLog, Approval, ApprovalPolicy, ChangeRequest, User
+from experiments_service.models import ActivityLog, Approval, ApprovalPolicy, ChangeRequest, User, utcnow
 
 ActionKey = Literal[ENABLE, DISABLE, UPDATE]
 
@@ -105,6 +105,16 @@ class ApprovalOut(BaseModel):
         )
 
 
+def shown_state(request: ChangeRequest) -> tuple[str, str]:
+    """`(state, validation_status)` as read: a pending request past its expiry is expired.
+
+    Reads never write; the stored row is marked expired by the next write that meets it.
+    """
+    if request.state == "pending" and request.expires_at <= utcnow():
+        return "expired", "expired"
+    return request.state, request.validation_status
+
+
 class ChangeRequestOut(BaseModel):
     """PostHog's ChangeRequestSerializer, seen by `viewer` (who decides `can_approve` and friends)."""
 
@@ -139,6 +149,7 @@ class ChangeRequestOut(BaseModel):
         cls, request: ChangeRequest, *, votes: list[Approval], users: dict[int, User], viewer_id: int | None
     ) -> "ChangeRequestOut":
         snapshot = request.policy_snapshot or {}
+        state, validation_status = shown_state(request)
         is_requester = viewer_id is not None and request.created_by_id == viewer_id
         own_vote = next((vote.decision for vote in votes if vote.created_by_id == viewer_id), None)
         return cls(
@@ -150,10 +161,10 @@ class ChangeRequestOut(BaseModel):
             intent=request.intent,
             intent_display=request.intent_display,
             policy_snapshot=snapshot,
-            validation_status=request.validation_status,
+            validation_status=validation_status,
             validation_errors=request.validation_errors,
             validated_at=request.validated_at,
-            state=request.state,
+            state=state,
             created_by=UserBasic.of(users.get(request.created_by_id)),
             applied_by=UserBasic.of(users.get(request.applied_by_id)),
             created_at=request.created_at,
@@ -164,12 +175,12 @@ class ChangeRequestOut(BaseModel):
             result_data=request.result_data,
             approvals=[ApprovalOut.of(vote, users) for vote in votes],
             can_approve=(
-                request.state == "pending"
+                state == "pending"
                 and viewer_id is not None
                 and viewer_id in snapshot.get("users", [])
                 and (not is_requester or bool(snapshot.get("allow_self_approve")))
             ),
-            can_cancel=is_requester and request.state == "pending",
+            can_cancel=is_requester and state == "pending",
             is_requester=is_requester,
             user_decision=own_vote,
         )

@@ -22,10 +22,12 @@ from experiments_service.approvals.policies import (
     validate_conditions,
 )
 from experiments_service.approvals.repository import ApprovalRepository
-from experiments_service.approvals.schemas import ChangeRequestOut
+from experiments_service.approvals.schemas import ActivityLogEntry, ApprovalPolicyOut, ChangeRequestOut
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.errors import APIError, NotFound, PermissionDenied, ValidationError
+from experiments_service.flags.service import FlagService
 from experiments_service.models import Approval, ApprovalPolicy, ChangeRequest, User, utcnow
+from experiments_service.pagination import PageRequest
 
 CHANGE_REQUEST_SCOPE = "ChangeRequest"
 POLICY_SCOPE = "ApprovalPolicy"
@@ -56,6 +58,16 @@ class _ProjectService:
 
 class PolicyService(_ProjectService):
     """Create, change and delete a project's approval policies (one per action)."""
+
+    async def page(
+        self, page: PageRequest, *, action_key: str | None, enabled: bool | None
+    ) -> tuple[list[ApprovalPolicyOut], int]:
+        policies, total = await self.repo.list_policies(page, action_key=action_key, enabled=enabled)
+        users = await load_users(self.session, [policy.created_by_id for policy in policies])
+        return [ApprovalPolicyOut.of(policy, users) for policy in policies], total
+
+    async def render(self, policy: ApprovalPolicy) -> ApprovalPolicyOut:
+        return ApprovalPolicyOut.of(policy, await load_users(self.session, [policy.created_by_id]))
 
     async def get(self, policy_id: UUID) -> ApprovalPolicy:
         policy = await self.repo.get_policy(policy_id)
@@ -197,6 +209,18 @@ def record_change_request(
     )
 
 
+async def activity_page(
+    session: AsyncSession, project_id: int, page: PageRequest, *, scope: str | None, item_id: str | None,
+    user_id: int | None,
+) -> tuple[list[ActivityLogEntry], int]:
+    """A page of the project's activity log, newest first."""
+    entries, total = await ApprovalRepository(session, project_id).list_activity(
+        page, scope=scope, item_id=item_id, user_id=user_id
+    )
+    users = await load_users(session, [entry.user_id for entry in entries])
+    return [ActivityLogEntry.of(entry, users) for entry in entries], total
+
+
 async def expire_due(session: AsyncSession, project_id: int, *, resource_id: str | None = None) -> int:
     """Mark pending requests past `expires_at` as expired (they are never applied)."""
     now = utcnow()
@@ -227,8 +251,12 @@ class ChangeRequestService(_ProjectService):
     async def render(self, requests: list[ChangeRequest]) -> list[ChangeRequestOut]:
         return await render_change_requests(self.session, self.repo, requests, self.actor.id)
 
+    async def page(self, page: PageRequest, **filters: Any) -> tuple[list[ChangeRequestOut], int]:
+        """A page of change requests (read only: lapsed ones read as expired, see `shown_state`)."""
+        requests, total = await self.repo.list_change_requests(page, now=utcnow(), **filters)
+        return await self.render(requests), total
+
     async def get(self, change_request_id: UUID) -> ChangeRequest:
-        await expire_due(self.session, self.project_id)
         request = await self.repo.get_change_request(change_request_id)
         if request is None:
             raise NotFound()
@@ -295,13 +323,10 @@ class ChangeRequestService(_ProjectService):
 
     async def _apply(self, request: ChangeRequest) -> dict[str, Any] | None:
         """Write the approved intent to the flag in this transaction, unless the flag moved."""
-        # Imported here: the flag service imports the gate, which imports this module.
-        from experiments_service.flags.repository import FlagRepository
-        from experiments_service.flags.service import FlagService
-
         intent = request.intent or {}
         requester = await AuthRepository(self.session).user(request.created_by_id) if request.created_by_id else None
-        flag = await FlagRepository(self.session, self.project_id).get(int(intent["flag_id"]), for_update=True)
+        flags = FlagService(self.session, self.project_id, requester)
+        flag = await flags.get_for_write(int(intent["flag_id"]))
         expected = (intent.get("preconditions") or {}).get("version")
         error = None
         if flag is None or flag.deleted:
@@ -314,9 +339,9 @@ class ChangeRequestService(_ProjectService):
         else:
             try:
                 async with self.session.begin_nested():
-                    await FlagService(self.session, self.project_id, requester).apply_flag_change(
-                        flag, intent.get("full_request_data") or {}
-                    )
+                    # The one flag write path, past its gates: listeners (experiments following
+                    # the flag's `active`, activity log, version stamp) run as for any change.
+                    await flags.update_flag(flag, intent.get("full_request_data") or {}, approved=True)
             except SQLAlchemyError:
                 error = "Apply failed: the change conflicts with the project's current flags (e.g. a key now taken)."
             except (APIError, ValueError) as failure:

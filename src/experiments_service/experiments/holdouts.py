@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments_service.api_docs import DocumentedAs
 from experiments_service.errors import ValidationError
-from experiments_service.experiments.project_objects import ProjectObjectService
+from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.experiments.schemas import HoldoutOut
+from experiments_service.flags.rewrite import holdout_flag_filter
 from experiments_service.flags.service import FlagService
 from experiments_service.flags.shapes import FeatureFlagGroup
 from experiments_service.models import ExperimentHoldout
@@ -44,15 +45,6 @@ class HoldoutUpdate(BaseModel):
     filters: Annotated[list[dict[str, Any]], DocumentedAs(list[FeatureFlagGroup])] = None  # type: ignore[assignment]
 
 
-def holdout_flag_filter(holdout: ExperimentHoldout | None) -> dict[str, Any] | None:
-    """The `filters.holdout` value a flag carries for this holdout (null without one)."""
-    if holdout is None:
-        return None
-    groups = holdout.filters or []
-    exclusion = groups[0].get("rollout_percentage") if groups else None
-    return {"id": holdout.id, "exclusion_percentage": exclusion}
-
-
 def _validate_groups(filters: list[dict[str, Any]]) -> None:
     for group in filters:
         percentage = group.get("rollout_percentage")
@@ -74,7 +66,7 @@ def _snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
     }
 
 
-class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
+class HoldoutService(LinkedObjectService[ExperimentHoldout, HoldoutOut]):
     model = ExperimentHoldout
     rendering = HoldoutOut
     activity_type = "holdout"
@@ -90,7 +82,7 @@ class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
             filters=data.filters,
             created_by_id=self.actor.id,
         )
-        self.session.add(holdout)
+        self.repo.add(holdout)
         await self.session.flush()
         holdout.filters = _with_holdout_variant(holdout.id, data.filters)
         await self.session.flush()
@@ -115,11 +107,8 @@ class HoldoutService(ProjectObjectService[ExperimentHoldout, HoldoutOut]):
         """Detach the holdout from every flag that uses it, then delete it (experiments let go by FK)."""
         await self._rewrite_flags(holdout, None)
         self.record(holdout, "deleted", before=_snapshot(holdout))
-        await self.session.delete(holdout)
+        await self.repo.delete(holdout)
         await self.session.flush()
 
     async def _rewrite_flags(self, holdout: ExperimentHoldout, flag_holdout: dict[str, Any] | None) -> None:
-        flag_service = FlagService(self.session, self.project_id, self.actor)
-        for flag in await self.repo.flags_using_holdout(holdout.id):
-            filters = {**(flag.filters or {}), "holdout": flag_holdout}
-            await flag_service.update_flag(flag, {"filters": filters})
+        await FlagService(self.session, self.project_id, self.actor).set_holdout(holdout.id, flag_holdout)

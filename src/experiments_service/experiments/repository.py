@@ -5,20 +5,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, case, delete, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.util import identity_key
 
 from experiments_service.models import (
     EventDefinition,
     Experiment,
     ExperimentHoldout,
     ExperimentSavedMetric,
+    ExperimentStatus,
     ExperimentToSavedMetric,
-    FeatureFlag,
     User,
 )
+from experiments_service.repository import ProjectRepository
 
-STATUS_RANK = {"draft": 0, "running": 1, "paused": 1, "stopped": 2}
+STATUS_RANK = {ExperimentStatus.DRAFT: 0, ExperimentStatus.RUNNING: 1, ExperimentStatus.PAUSED: 1, ExperimentStatus.STOPPED: 2}
 
 
 @dataclass
@@ -35,22 +34,9 @@ class ExperimentListQuery:
     offset: int = 0
 
 
-class ExperimentRepository:
-    def __init__(self, session: AsyncSession, project_id: int):
-        self.session = session
-        self.project_id = project_id
-
-    def _locked(self, query: Select) -> Select:
-        """Lock the rows on PostgreSQL and re-read them (SQLite serialises writers anyway)."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        return query.execution_options(populate_existing=True)
-
+class ExperimentRepository(ProjectRepository):
     def _scoped(self) -> Select[tuple[Experiment]]:
-        return select(Experiment).where(Experiment.project_id == self.project_id)
-
-    def add(self, experiment: Experiment) -> None:
-        self.session.add(experiment)
+        return self.scoped(Experiment)
 
     async def get(
         self, experiment_id: int, *, include_deleted: bool = False, for_update: bool = False
@@ -59,76 +45,37 @@ class ExperimentRepository:
         query = self._scoped().where(Experiment.id == experiment_id)
         if not include_deleted:
             query = query.where(Experiment.deleted.is_(False))
-        if for_update:
-            query = self._locked(query)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def flag(self, flag_id: int, *, for_update: bool = False) -> FeatureFlag | None:
-        query = select(FeatureFlag).where(FeatureFlag.project_id == self.project_id, FeatureFlag.id == flag_id)
-        if for_update:
-            query = self._locked(query)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def flag_of_experiment(
-        self, experiment_id: int, *, include_deleted: bool = False, for_update: bool = False
-    ) -> FeatureFlag | None:
-        """The flag behind an experiment of this project, in one statement (locked before the experiment)."""
-        flag_id = select(Experiment.feature_flag_id).where(
-            Experiment.project_id == self.project_id, Experiment.id == experiment_id
-        )
-        if not include_deleted:
-            flag_id = flag_id.where(Experiment.deleted.is_(False))
-        query = select(FeatureFlag).where(FeatureFlag.id == flag_id.scalar_subquery())
-        if for_update:
-            query = self._locked(query)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def flags(self, flag_ids: Iterable[int]) -> dict[int, FeatureFlag]:
-        return await self._by_ids(FeatureFlag, flag_ids)
+        return await self.one(query, for_update=for_update)
 
     async def using_flag(self, flag_id: int, *, for_update: bool = False) -> Sequence[Experiment]:
         """Non-deleted experiments backed by this flag."""
         query = self._scoped().where(Experiment.feature_flag_id == flag_id, Experiment.deleted.is_(False))
         if for_update:
-            query = self._locked(query)
+            query = self.locked(query)
         return (await self.session.execute(query.order_by(Experiment.id))).scalars().all()
 
-    async def flags_using_holdout(self, holdout_id: int) -> Sequence[FeatureFlag]:
-        """The flags of every experiment that uses this holdout, locked, in id order."""
-        using = select(Experiment.feature_flag_id).where(
-            Experiment.project_id == self.project_id, Experiment.holdout_id == holdout_id
-        )
-        query = select(FeatureFlag).where(FeatureFlag.project_id == self.project_id, FeatureFlag.id.in_(using))
-        return (await self.session.execute(self._locked(query.order_by(FeatureFlag.id)))).scalars().all()
-
     async def holdout(self, holdout_id: int) -> ExperimentHoldout | None:
-        return (await self._by_ids(ExperimentHoldout, [holdout_id])).get(holdout_id)
+        return (await self.by_ids(ExperimentHoldout, [holdout_id])).get(holdout_id)
 
     async def holdouts(self, holdout_ids: Iterable[int | None]) -> dict[int, ExperimentHoldout]:
-        return await self._by_ids(ExperimentHoldout, holdout_ids)
+        return await self.by_ids(ExperimentHoldout, holdout_ids)
 
     async def users(self, user_ids: Iterable[int | None]) -> dict[int, User]:
-        return await self._by_ids(User, user_ids, project_scoped=False)
+        return await self.by_ids(User, user_ids, project_scoped=False)
 
     async def saved_metrics(self, saved_metric_ids: Iterable[int]) -> dict[int, ExperimentSavedMetric]:
-        return await self._by_ids(ExperimentSavedMetric, saved_metric_ids)
+        return await self.by_ids(ExperimentSavedMetric, saved_metric_ids)
 
-    async def _by_ids(self, model: type, ids: Iterable[int | None], *, project_scoped: bool = True) -> dict[int, Any]:
-        """Rows by primary key; rows this request already loaded come from the session, not the database."""
-        wanted = {row_id for row_id in ids if row_id is not None}
-        identity_map = self.session.sync_session.identity_map
-        found = {}
-        for row_id in wanted:
-            row = identity_map.get(identity_key(model, row_id))
-            if row is not None and (not project_scoped or row.project_id == self.project_id):
-                found[row_id] = row
-        missing = wanted - found.keys()
-        if missing:
-            query = select(model).where(model.id.in_(missing))
-            if project_scoped:
-                query = query.where(model.project_id == self.project_id)
-            found.update({row.id: row for row in (await self.session.execute(query)).scalars()})
-        return found
+    def newest_first(self, model: type) -> Select:
+        """A project's holdouts or saved metrics, newest first (their list endpoints)."""
+        return self.scoped(model).order_by(model.created_at.desc(), model.id.desc())
+
+    async def project_object(self, model: type, object_id: int) -> Any:
+        """One holdout or saved metric of this project (None when another project's or missing)."""
+        return await self.one(self.scoped(model).where(model.id == object_id))
+
+    async def delete(self, row: Any) -> None:
+        await self.session.delete(row)
 
     async def saved_metric_links(
         self, experiment_ids: Iterable[int]

@@ -15,7 +15,7 @@ from experiments_service.api_docs import DocumentedAs
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
-from experiments_service.experiments.project_objects import ProjectObjectService
+from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.experiments.shapes import EXAMPLE_METRIC, ExperimentMetric
 from experiments_service.models import ExperimentSavedMetric, User
 
@@ -121,7 +121,7 @@ def _unique_tags(tags: list[str] | None) -> list[str]:
     return list(dict.fromkeys(tag.strip().lower() for tag in tags or [] if tag.strip()))
 
 
-class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetricOut]):
+class SavedMetricService(LinkedObjectService[ExperimentSavedMetric, SavedMetricOut]):
     model = ExperimentSavedMetric
     rendering = SavedMetricOut
     activity_type = "saved_metric"
@@ -136,7 +136,7 @@ class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetric
             metadata_=data.metadata,
             created_by_id=self.actor.id,
         )
-        self.session.add(metric)
+        self.repo.add(metric)
         await self.session.flush()
         self.record(metric, "created", after=_snapshot(metric))
         return metric
@@ -157,5 +157,5 @@ class SavedMetricService(ProjectObjectService[ExperimentSavedMetric, SavedMetric
     async def delete(self, metric: ExperimentSavedMetric) -> None:
         """Delete the metric; experiment links go with it (FK cascade)."""
         self.record(metric, "deleted", before=_snapshot(metric))
-        await self.session.delete(metric)
+        await self.repo.delete(metric)
         await self.session.flush()

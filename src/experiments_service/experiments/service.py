@@ -4,16 +4,15 @@ Nothing here commits: the request's route commits once the handler returns, so a
 its flag change are one transaction, and a late failure leaves neither flag nor experiment.
 """
 
-import copy
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments import metrics as metric_rules
-from experiments_service.experiments.holdouts import holdout_flag_filter
-from experiments_service.experiments.lifecycle import fire, record_change, snapshot
+from experiments_service.experiments.lifecycle import fire, leaves_from, record_change, snapshot
 from experiments_service.experiments.repository import ExperimentListQuery, ExperimentRepository
 from experiments_service.experiments.schemas import (
     EndRequest,
@@ -25,23 +24,26 @@ from experiments_service.experiments.schemas import (
     ShipVariantRequest,
 )
 from experiments_service.experiments.validation import (
-    DEFAULT_VARIANTS,
     baseline_key,
-    flag_variant_problem,
     validate_baseline,
     validate_exposure_criteria,
     validate_parameters,
     validate_saved_metrics_payload,
     validate_stats_config,
-    variant_keys,
 )
-from experiments_service.flags.rewrite import ship_variant_filters
+from experiments_service.flags.rewrite import (
+    experiment_flag_filters,
+    holdout_flag_filter,
+    new_experiment_flag_filters,
+    with_holdout,
+)
 from experiments_service.flags.service import FlagService
-from experiments_service.flags.validation import variants_of
+from experiments_service.flags.validation import flag_variant_problem, variant_keys, variants_of
 from experiments_service.models import (
     Experiment,
     ExperimentHoldout,
     ExperimentSavedMetric,
+    ExperimentStatus,
     FeatureFlag,
     User,
     utcnow,
@@ -71,12 +73,30 @@ LOGGED_FIELDS = [
     "secondary_metrics_ordered_uuids", "only_count_matured_users", "status",
 ]
 LIST_ORDER_FIELDS = ("created_at", "created_by", "updated_at", "name", "start_date", "end_date", "duration", "status")
-STATUS_FILTERS = {"draft": "draft", "running": "running", "paused": "paused", "stopped": "stopped",
-                  "complete": "stopped"}
+STATUS_FILTERS = {**{status.value: status for status in ExperimentStatus}, "complete": ExperimentStatus.STOPPED}
 
 
 def saved_metric_type(metadata: dict[str, Any] | None) -> str:
     return (metadata or {}).get("type") or "primary"
+
+
+@dataclass
+class PatchPlan:
+    """What one PATCH changes, decided and validated before anything is written."""
+
+    sent: set[str]
+    data: ExperimentUpdate
+    deleted_toggled: bool
+    stats_config: dict[str, Any] | None
+    parameters: dict[str, Any] | None
+    exposure_criteria: dict[str, Any] | None
+    primary: list[dict[str, Any]] = field(default_factory=list)
+    secondary: list[dict[str, Any]] = field(default_factory=list)
+    saved: dict[int, ExperimentSavedMetric] = field(default_factory=dict)
+    saved_pairs: list[tuple[int, dict[str, Any] | None]] = field(default_factory=list)
+    # New flag filters (None: the flag is left alone) and the variants the flag will serve.
+    flag_filters: dict[str, Any] | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ExperimentService:
@@ -101,7 +121,7 @@ class ExperimentService:
         Flag before experiment: the same order as a direct flag change that then moves its
         experiments, so the two never deadlock.
         """
-        flag = await self.repo.flag_of_experiment(experiment_id, include_deleted=include_deleted, for_update=True)
+        flag = await self.flags.of_experiment_for_write(experiment_id, include_deleted=include_deleted)
         experiment = (
             await self.repo.get(experiment_id, include_deleted=include_deleted, for_update=True) if flag else None
         )
@@ -118,7 +138,7 @@ class ExperimentService:
 
     async def render_many(self, experiments: Sequence[Experiment]) -> list[ExperimentOut]:
         """Render rows with their flags, holdouts, creators and saved metrics (a few batched queries)."""
-        flags = await self.repo.flags(e.feature_flag_id for e in experiments)
+        flags = await self.flags.by_ids(e.feature_flag_id for e in experiments)
         holdouts = await self.repo.holdouts(e.holdout_id for e in experiments)
         links = await self.repo.saved_metric_links(e.id for e in experiments)
         users = await self.repo.users(
@@ -160,13 +180,13 @@ class ExperimentService:
         await self._check_metric_references(primary + secondary, allow_unknown_events=data.allow_unknown_events)
         holdout = await self._load_holdout(data.holdout_id)
 
-        flag = await self.flags.repo.get_live_by_key(data.feature_flag_key)
+        flag = await self.flags.live_by_key(data.feature_flag_key)
         if flag is not None:
             problem = flag_variant_problem(variants_of(flag.filters or {}))
             if problem:
                 raise ValidationError(problem)
             # The flag now backs an experiment (`has_experiment` in /flags): refresh the caches.
-            self.flags.repo.bump_definitions_version()
+            self.flags.mark_definitions_changed()
         else:
             flag = await self._create_flag(data, parameters or {}, holdout)
         flag_variants = variants_of(flag.filters or {})
@@ -224,16 +244,10 @@ class ExperimentService:
     async def _create_flag(
         self, data: ExperimentCreate, parameters: dict[str, Any], holdout: ExperimentHoldout | None
     ) -> FeatureFlag:
-        new_flag_filters = {
-            "groups": [{"properties": [], "rollout_percentage": 100}],
-            "multivariate": {"variants": DEFAULT_VARIANTS},
-            "aggregation_group_type_index": None,
-            "holdout": None,
-        }
         return await self.flags.create_flag(
             key=data.feature_flag_key,
             name=f"Feature Flag for Experiment {data.name}",
-            filters=self._synced_flag_filters(new_flag_filters, parameters, holdout),
+            filters=new_experiment_flag_filters(parameters, holdout),
             active=data.start_date is not None,
             ensure_experience_continuity=bool(parameters.get("ensure_experience_continuity", False)),
             creation_context="experiments",
@@ -242,14 +256,53 @@ class ExperimentService:
     # --- update ----------------------------------------------------------------------------
 
     async def update(self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate) -> Experiment:
-        """PATCH: validate all of it first, then sync the flag, then write the row and move the status."""
+        """PATCH: plan (validate all of it, write nothing), then apply: flag, row, metrics, status."""
+        plan = await self.plan_update(experiment, flag, data)
+        before = snapshot(experiment, LOGGED_FIELDS)
+        if plan.deleted_toggled:
+            self.flags.mark_definitions_changed()  # `has_experiment` of its flag may change
+        if plan.flag_filters is not None:
+            await self.flags.update_flag(flag, {"filters": plan.flag_filters})
+        self._apply_fields(experiment, plan)
+        await self._apply_metrics(experiment, plan)
+        await self._move_by_dates(experiment, flag, data, plan.sent)
+        self._refresh_fingerprints(experiment)
+        await self.session.flush()
+        record_change(self.session, experiment, self.actor, "updated", before)
+        return experiment
+
+    async def plan_update(self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate) -> PatchPlan:
+        """Decide what a PATCH changes, raising the reference 400 for anything refused."""
         sent = set(data.model_fields_set)
+        links = (await self.repo.saved_metric_links([experiment.id]))[experiment.id]
+        self._check_patchable(experiment, flag, data, sent, links)
+        stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
+        plan = PatchPlan(
+            sent=sent,
+            data=data,
+            deleted_toggled="deleted" in sent and bool(data.deleted) != experiment.deleted,
+            stats_config=stats_config,
+            parameters=(
+                validate_parameters(data.parameters, baseline=baseline_key(stats_config)) if "parameters" in sent else None
+            ),
+            exposure_criteria=(
+                validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
+            ),
+        )
+        await self._plan_metrics(experiment, plan, links)
+        await self._plan_flag(experiment, flag, plan)
+        return plan
+
+    def _check_patchable(
+        self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate, sent: set[str],
+        links: list[tuple[Any, ExperimentSavedMetric]],
+    ) -> None:
+        """Refuse keys a PATCH may not send (in general, on legacy experiments, for a restore)."""
         refused = sorted(sent - UPDATABLE_FIELDS)
         if "feature_flag_key" in sent and data.feature_flag_key != flag.key:
             refused = sorted([*refused, "get_feature_flag_key"])
         if refused:
             raise ValidationError(f"Can't update keys: {', '.join(refused)} on Experiment")
-        links = (await self.repo.saved_metric_links([experiment.id]))[experiment.id]
         if self._is_legacy(experiment, links):
             blocked = sorted(sent - LEGACY_UPDATABLE_FIELDS - WRITE_ONLY_FIELDS)
             if blocked:
@@ -265,15 +318,12 @@ class ExperimentService:
                 "Restore the feature flag first, then restore the experiment."
             )
         self._check_dates(data, sent)
-        if "deleted" in sent and bool(data.deleted) != experiment.deleted:
-            self.flags.repo.bump_definitions_version()  # `has_experiment` of its flag may change
 
-        stats_config = validate_stats_config(data.stats_config) if "stats_config" in sent else experiment.stats_config
-        baseline = baseline_key(stats_config)
-        parameters = validate_parameters(data.parameters, baseline=baseline) if "parameters" in sent else None
-        exposure_criteria = (
-            validate_exposure_criteria(data.exposure_criteria) if "exposure_criteria" in sent else None
-        )
+    async def _plan_metrics(
+        self, experiment: Experiment, plan: PatchPlan, links: list[tuple[Any, ExperimentSavedMetric]]
+    ) -> None:
+        """The metric lists and saved-metric links the experiment will have (uuids assigned, references checked)."""
+        sent, data = plan.sent, plan.data
         primary = (
             metric_rules.validate_metric_list(data.metrics, "metrics")
             if "metrics" in sent else list(experiment.metrics or [])
@@ -284,59 +334,64 @@ class ExperimentService:
         )
         saved_pairs = validate_saved_metrics_payload(data.saved_metrics_ids) if "saved_metrics_ids" in sent else None
         if saved_pairs is not None:
-            saved = await self._load_saved_metrics(saved_pairs)
+            plan.saved = await self._load_saved_metrics(saved_pairs)
+            plan.saved_pairs = saved_pairs
         else:
-            saved = {metric.id: metric for _, metric in links}
-            saved_pairs = [(link.saved_metric_id, link.metadata_) for link, _ in links]
-        primary, secondary = metric_rules.assign_uuids(primary, secondary, self._saved_query_uuids(saved))
-        checked = (primary if "metrics" in sent else []) + (secondary if "metrics_secondary" in sent else [])
+            plan.saved = {metric.id: metric for _, metric in links}
+            plan.saved_pairs = [(link.saved_metric_id, link.metadata_) for link, _ in links]
+        plan.primary, plan.secondary = metric_rules.assign_uuids(
+            primary, secondary, self._saved_query_uuids(plan.saved)
+        )
+        checked = (plan.primary if "metrics" in sent else []) + (plan.secondary if "metrics_secondary" in sent else [])
         await self._check_metric_references(checked, allow_unknown_events=data.allow_unknown_events)
+
+    async def _plan_flag(self, experiment: Experiment, flag: FeatureFlag, plan: PatchPlan) -> None:
+        """The flag filters the PATCH implies (variants, rollout, payloads, holdout), or None to leave it."""
+        sent, data, parameters = plan.sent, plan.data, plan.parameters
         holdout_changed = "holdout_id" in sent and data.holdout_id != experiment.holdout_id
         holdout = await self._load_holdout(data.holdout_id) if holdout_changed else None
-
-        is_draft = experiment.status == "draft"
+        is_draft = experiment.status == ExperimentStatus.DRAFT
         flag_variants = variants_of(flag.filters or {})
         if not is_draft and parameters and "feature_flag_variants" in parameters:
             self._check_same_variant_keys(parameters["feature_flag_variants"] or [], flag_variants)
         if not is_draft and holdout_changed:
             raise ValidationError("Can't update holdout on running Experiment")
-
-        new_filters = None
         if parameters and (is_draft or data.update_feature_flag_params):
             current_holdout = holdout if holdout_changed else await self._load_holdout(experiment.holdout_id)
-            new_filters = self._synced_flag_filters(flag.filters or {}, parameters, current_holdout)
+            plan.flag_filters = experiment_flag_filters(flag.filters or {}, parameters, current_holdout)
         elif holdout_changed:
-            new_filters = {**copy.deepcopy(flag.filters or {}), "holdout": holdout_flag_filter(holdout)}
-        resulting_variants = variants_of(new_filters) if new_filters is not None else flag_variants
-        if "stats_config" in sent or new_filters is not None:
-            validate_baseline(stats_config, variant_keys(resulting_variants))
+            plan.flag_filters = with_holdout(flag.filters or {}, holdout_flag_filter(holdout))
+        plan.variants = variants_of(plan.flag_filters) if plan.flag_filters is not None else flag_variants
+        if "stats_config" in sent or plan.flag_filters is not None:
+            validate_baseline(plan.stats_config, variant_keys(plan.variants))
 
-        before = snapshot(experiment, LOGGED_FIELDS)
-        if new_filters is not None:
-            await self.flags.update_flag(flag, {"filters": new_filters})
-
-        for field in PLAIN_FIELDS:
-            if field in sent:
-                setattr(experiment, field, getattr(data, field))
+    def _apply_fields(self, experiment: Experiment, plan: PatchPlan) -> None:
+        sent, data = plan.sent, plan.data
+        for name in PLAIN_FIELDS:
+            if name in sent:
+                setattr(experiment, name, getattr(data, name))
         experiment.filters = experiment.filters or {}
         experiment.only_count_matured_users = bool(experiment.only_count_matured_users)
         if "parameters" in sent:
-            experiment.parameters = parameters
+            experiment.parameters = plan.parameters
         if "stats_config" in sent:
-            experiment.stats_config = stats_config
+            experiment.stats_config = plan.stats_config
         if "exposure_criteria" in sent:
-            experiment.exposure_criteria = exposure_criteria
+            experiment.exposure_criteria = plan.exposure_criteria
         if "holdout_id" in sent:
             experiment.holdout_id = data.holdout_id
-        if experiment.type == "web" and new_filters is not None:
-            experiment.variants = self._web_variants("web", resulting_variants)
-        experiment.metrics, experiment.metrics_secondary = primary, secondary
+        if experiment.type == "web" and plan.flag_filters is not None:
+            experiment.variants = self._web_variants("web", plan.variants)
+
+    async def _apply_metrics(self, experiment: Experiment, plan: PatchPlan) -> None:
+        sent, data = plan.sent, plan.data
+        experiment.metrics, experiment.metrics_secondary = plan.primary, plan.secondary
         if "saved_metrics_ids" in sent:
-            await self.repo.replace_saved_metric_links(experiment.id, saved_pairs)
+            await self.repo.replace_saved_metric_links(experiment.id, plan.saved_pairs)
         self._sync_ordering(
             experiment,
-            saved,
-            saved_pairs,
+            plan.saved,
+            plan.saved_pairs,
             requested_primary=(data.primary_metrics_ordered_uuids if "primary_metrics_ordered_uuids" in sent
                                else experiment.primary_metrics_ordered_uuids),
             requested_secondary=(data.secondary_metrics_ordered_uuids if "secondary_metrics_ordered_uuids" in sent
@@ -344,51 +399,28 @@ class ExperimentService:
             primary_sent="metrics" in sent or "primary_metrics_ordered_uuids" in sent,
             secondary_sent="metrics_secondary" in sent or "secondary_metrics_ordered_uuids" in sent,
         )
-        await self._move_by_dates(experiment, flag, data, sent)
-        self._refresh_fingerprints(experiment)
-        await self.session.flush()
-        record_change(self.session, experiment, self.actor, "updated", before)
-        return experiment
 
     async def _move_by_dates(
         self, experiment: Experiment, flag: FeatureFlag, data: ExperimentUpdate, sent: set[str]
     ) -> None:
-        """A PATCHed `start_date` launches a draft; a PATCHed `end_date` ends a running experiment."""
+        """A PATCHed `start_date` launches a draft (or, null, resets); a PATCHed `end_date` ends it.
+
+        The machine's sources decide which trigger applies; a draft keeps an `end_date` unmoved.
+        """
         if "start_date" in sent:
-            before = snapshot(experiment, ["status", "start_date"])
-            if experiment.status == "draft" and data.start_date is not None:
-                await fire("launch", experiment, flag, effects=lambda: self._activate(flag, True))
-                record_change(self.session, experiment, self.actor, "launched", before)
-            elif experiment.status != "draft" and data.start_date is None:
-                await fire("reset", experiment, flag)
-                record_change(self.session, experiment, self.actor, "reset", before)
+            trigger, activity = ("launch", "launched") if data.start_date is not None else ("reset", "reset")
+            if leaves_from(trigger, experiment.status):
+                before = snapshot(experiment, ["status", "start_date"])
+                effects = (lambda: self._activate(experiment, flag, True)) if trigger == "launch" else None
+                await fire(trigger, experiment, flag, effects=effects)
+                record_change(self.session, experiment, self.actor, activity, before)
             experiment.start_date = data.start_date
         if "end_date" in sent:
             before = snapshot(experiment, ["status", "end_date"])
             experiment.end_date = data.end_date
-            if data.end_date is not None and experiment.status in ("running", "paused"):
+            if data.end_date is not None and leaves_from("end", experiment.status):
                 await fire("end", experiment, flag)
                 record_change(self.session, experiment, self.actor, "ended", before)
-
-    @staticmethod
-    def _synced_flag_filters(
-        flag_filters: dict[str, Any], parameters: dict[str, Any], holdout: ExperimentHoldout | None
-    ) -> dict[str, Any]:
-        """A copy of flag filters with the experiment's variants, aggregation, rollout, payloads and holdout applied."""
-        filters = copy.deepcopy(flag_filters)
-        multivariate = filters.get("multivariate") if isinstance(filters.get("multivariate"), dict) else {}
-        if "feature_flag_variants" in parameters:
-            variants = parameters["feature_flag_variants"] or copy.deepcopy(DEFAULT_VARIANTS)
-            filters["multivariate"] = {**multivariate, "variants": variants}
-        filters["aggregation_group_type_index"] = parameters.get("aggregation_group_type_index")
-        if parameters.get("rollout_percentage") is not None:
-            groups = filters.get("groups") or [{"properties": []}]
-            groups[0] = {**groups[0], "rollout_percentage": parameters["rollout_percentage"]}
-            filters["groups"] = groups
-        if parameters.get("feature_flag_payloads") is not None:
-            filters["payloads"] = parameters["feature_flag_payloads"]
-        filters["holdout"] = holdout_flag_filter(holdout)
-        return filters
 
     @staticmethod
     def _check_same_variant_keys(requested: list[dict[str, Any]], flag_variants: list[dict[str, Any]]) -> None:
@@ -402,19 +434,19 @@ class ExperimentService:
 
     async def launch(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status", "start_date"])
-        await fire("launch", experiment, flag, effects=lambda: self._activate(flag, True))
+        await fire("launch", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
         experiment.start_date = utcnow()
         self._refresh_fingerprints(experiment)
         return await self._logged(experiment, "launched", before)
 
     async def pause(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status"])
-        await fire("pause", experiment, flag, effects=lambda: self._activate(flag, False))
+        await fire("pause", experiment, flag, effects=lambda: self._activate(experiment, flag, False))
         return await self._logged(experiment, "paused", before)
 
     async def resume(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         before = snapshot(experiment, ["status"])
-        await fire("resume", experiment, flag, effects=lambda: self._activate(flag, True))
+        await fire("resume", experiment, flag, effects=lambda: self._activate(experiment, flag, True))
         return await self._logged(experiment, "resumed", before)
 
     async def end(self, experiment: Experiment, flag: FeatureFlag, body: EndRequest) -> Experiment:
@@ -429,16 +461,10 @@ class ExperimentService:
     async def ship_variant(self, experiment: Experiment, flag: FeatureFlag, body: ShipVariantRequest) -> Experiment:
         """Serve one variant to the experiment's users (or everyone), ending it if still running."""
         before = snapshot(experiment, ["status", "end_date", "conclusion", "conclusion_comment"])
-        was_stopped = experiment.status == "stopped"
+        was_stopped = experiment.status == ExperimentStatus.STOPPED
 
         async def rewrite_flag() -> None:
-            filters = ship_variant_filters(flag.filters or {}, body.variant_key, body.release_to_everyone)
-            await self.flags.update_flag(
-                flag,
-                {"filters": filters},
-                request_data={"filters": filters, "variant_key": body.variant_key,
-                              "release_to_everyone": body.release_to_everyone},
-            )
+            await self.flags.ship_variant(flag, body.variant_key, body.release_to_everyone, cause=experiment)
 
         await fire("ship_variant", experiment, flag, variant_key=body.variant_key, effects=rewrite_flag)
         if not was_stopped:
@@ -464,18 +490,14 @@ class ExperimentService:
 
     async def archive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
         """Hide an ended experiment; the flag is left as it is."""
-        if experiment.archived:
-            raise ValidationError("Experiment is already archived.")
-        if experiment.status != "stopped":
-            raise ValidationError("Experiment must be ended before it can be archived.")
         before = snapshot(experiment, ["archived"])
+        await fire("archive", experiment, flag)
         experiment.archived = True
         return await self._logged(experiment, "archived", before)
 
     async def unarchive(self, experiment: Experiment, flag: FeatureFlag) -> Experiment:
-        if not experiment.archived:
-            raise ValidationError("Experiment is not archived.")
         before = snapshot(experiment, ["archived"])
+        await fire("unarchive", experiment, flag)
         experiment.archived = False
         return await self._logged(experiment, "unarchived", before)
 
@@ -486,9 +508,9 @@ class ExperimentService:
         record_change(self.session, experiment, self.actor, activity, before, extra=extra)
         return experiment
 
-    async def _activate(self, flag: FeatureFlag, active: bool) -> None:
+    async def _activate(self, experiment: Experiment, flag: FeatureFlag, active: bool) -> None:
         """Turn the flag on or off through the flag service (so the approval gate sees it)."""
-        await self.flags.update_flag(flag, {"active": active})
+        await self.flags.update_flag(flag, {"active": active}, cause=experiment)
 
     # --- shared checks -------------------------------------------------------------------------
 

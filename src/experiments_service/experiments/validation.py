@@ -4,11 +4,8 @@ import copy
 from typing import Any
 
 from experiments_service.errors import ValidationError
+from experiments_service.flags.validation import TOO_FEW_VARIANTS
 
-DEFAULT_VARIANTS = [
-    {"key": "control", "name": "Control Group", "rollout_percentage": 50},
-    {"key": "test", "name": "Test Variant", "rollout_percentage": 50},
-]
 MAX_VARIANTS = 20
 STATS_METHODS = ("bayesian", "frequentist")
 RUNNING_TIME_NUMBERS = ("minimum_detectable_effect", "recommended_running_time", "recommended_sample_size")
@@ -17,8 +14,6 @@ EXPOSURE_SHAPE = (
     '{"filterTestAccounts": true, "exposure_config": {"kind": "ExperimentEventExposureConfig", '
     '"event": "$feature_flag_called", "properties": []}}'
 )
-TOO_FEW_VARIANTS = "Feature flag must have at least 2 variants (control and at least one test variant)"
-NO_CONTROL_VARIANT = "Feature flag must have a variant with key 'control'"
 
 
 def _object_expected(value: Any, attr: str) -> ValidationError:
@@ -208,16 +203,3 @@ def validate_saved_metrics_payload(payload: Any) -> list[tuple[int, dict[str, An
             )
         pairs.append((saved_metric_id, metadata))
     return pairs
-
-
-def variant_keys(variants: list[dict[str, Any]]) -> list[str]:
-    return [variant.get("key") for variant in variants if isinstance(variant, dict)]
-
-
-def flag_variant_problem(variants: list[dict[str, Any]]) -> str | None:
-    """Why a flag cannot back an experiment (None when it can)."""
-    if len(variants) < 2:
-        return TOO_FEW_VARIANTS
-    if "control" not in variant_keys(variants):
-        return NO_CONTROL_VARIANT
-    return None

@@ -4,7 +4,6 @@ Group flags aggregate by `filters.aggregation_group_type_index`; SDKs map the in
 name through `group_type_mapping`, so adding a type changes the flag definitions too.
 """
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.errors import ValidationError
@@ -16,16 +15,11 @@ MAX_GROUP_TYPES = 5
 
 class GroupTypes:
     def __init__(self, session: AsyncSession, project_id: int):
-        self.session = session
         self.project_id = project_id
+        self.repo = FlagRepository(session, project_id)
 
     async def list(self) -> list[GroupTypeMapping]:
-        rows = await self.session.execute(
-            select(GroupTypeMapping)
-            .where(GroupTypeMapping.project_id == self.project_id)
-            .order_by(GroupTypeMapping.group_type_index)
-        )
-        return list(rows.scalars())
+        return await self.repo.group_types()
 
     async def mapping(self) -> dict[str, str]:
         """`{"0": "organization", ...}`, the shape SDKs read."""
@@ -50,7 +44,7 @@ class GroupTypes:
             name_singular=name_singular,
             name_plural=name_plural,
         )
-        self.session.add(row)
-        await self.session.flush()
-        FlagRepository(self.session, self.project_id).bump_definitions_version()
+        self.repo.add(row)
+        await self.repo.session.flush()
+        self.repo.bump_definitions_version()
         return row, True

@@ -1,13 +1,23 @@
 """All SQL for feature flags."""
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, event, func, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, bindparam, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from experiments_service.db import insert_on_conflict
-from experiments_service.models import Experiment, FeatureFlag, FlagDefinitionsVersion, HashKeyOverride, Person
+from experiments_service.flags.validation import CONTROL
+from experiments_service.models import (
+    Experiment,
+    FeatureFlag,
+    FlagDefinitionsVersion,
+    GroupTypeMapping,
+    HashKeyOverride,
+    Person,
+)
+from experiments_service.repository import ProjectRepository
 
 # PostgreSQL channel on which every flag write announces its project id (see flags/cache.py).
 DEFINITIONS_CHANNEL = "flag_definitions"
@@ -28,6 +38,25 @@ _BUMP_VERSION_AND_NOTIFY = text(
 )
 
 
+@dataclass(frozen=True)
+class EligibleFlagsSpec:
+    """The eligible-flags list's filters, window and order, already validated."""
+
+    limit: int
+    offset: int
+    order_field: str = "created_at"
+    descending: bool = True
+    search: str | None = None
+    active: bool | None = None
+    created_by_id: int | None = None
+    evaluation_runtime: str | None = None
+    has_evaluation_contexts: bool | None = None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @event.listens_for(Session, "before_commit")
 def _write_definitions_versions(session: Session) -> None:
     """Bump the stamp of every project whose flags this transaction changed, and announce it.
@@ -43,21 +72,69 @@ def _write_definitions_versions(session: Session) -> None:
         session.execute(statement, {"changed_project_id": project_id})
 
 
-class FlagRepository:
-    def __init__(self, session: AsyncSession, project_id: int):
-        self.session = session
-        self.project_id = project_id
-
-    def _scoped(self):
-        return select(FeatureFlag).where(FeatureFlag.project_id == self.project_id)
+class FlagRepository(ProjectRepository):
+    def _scoped(self) -> Select[tuple[FeatureFlag]]:
+        return self.scoped(FeatureFlag)
 
     async def get(self, flag_id: int, *, include_deleted: bool = True, for_update: bool = False) -> FeatureFlag | None:
         query = self._scoped().where(FeatureFlag.id == flag_id)
         if not include_deleted:
             query = query.where(FeatureFlag.deleted.is_(False))
-        if for_update:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+        return await self.one(query, for_update=for_update)
+
+    async def of_experiment(
+        self, experiment_id: int, *, include_deleted: bool = False, for_update: bool = False
+    ) -> FeatureFlag | None:
+        """The flag behind an experiment of this project, in one statement (locked before the experiment)."""
+        flag_id = select(Experiment.feature_flag_id).where(
+            Experiment.project_id == self.project_id, Experiment.id == experiment_id
+        )
+        if not include_deleted:
+            flag_id = flag_id.where(Experiment.deleted.is_(False))
+        return await self.one(self._scoped().where(FeatureFlag.id == flag_id.scalar_subquery()), for_update=for_update)
+
+    async def flags_by_ids(self, flag_ids: Iterable[int]) -> dict[int, FeatureFlag]:
+        return await self.by_ids(FeatureFlag, flag_ids)
+
+    async def using_holdout(self, holdout_id: int) -> Sequence[FeatureFlag]:
+        """The flags of every experiment that uses this holdout, locked, in id order."""
+        using = select(Experiment.feature_flag_id).where(
+            Experiment.project_id == self.project_id, Experiment.holdout_id == holdout_id
+        )
+        query = self._scoped().where(FeatureFlag.id.in_(using)).order_by(FeatureFlag.id)
+        return (await self.session.execute(self.locked(query))).scalars().all()
+
+    async def eligible_for_experiments(self, spec: EligibleFlagsSpec) -> tuple[list[FeatureFlag], int]:
+        """One page of the live flags listed for experiments (`experiment_listing` rule), and the total."""
+        variants = FeatureFlag.filters["multivariate"]["variants"]
+        conditions: list[ColumnElement[bool]] = [
+            FeatureFlag.project_id == self.project_id,
+            FeatureFlag.deleted.is_(False),
+            # PostHog's list rule: at least two variants, `control` first.
+            variants[0]["key"].as_string() == CONTROL,
+            variants[1]["key"].as_string().is_not(None),
+        ]
+        if spec.search:
+            pattern = f"%{_escape_like(spec.search)}%"
+            conditions.append(or_(FeatureFlag.key.ilike(pattern, escape="\\"), FeatureFlag.name.ilike(pattern, escape="\\")))
+        if spec.active is not None:
+            conditions.append(FeatureFlag.active.is_(spec.active))
+        if spec.created_by_id is not None:
+            conditions.append(FeatureFlag.created_by_id == spec.created_by_id)
+        if spec.evaluation_runtime:
+            conditions.append(FeatureFlag.evaluation_runtime == spec.evaluation_runtime)
+        if spec.has_evaluation_contexts is not None:
+            tag_count = func.coalesce(func.json_array_length(FeatureFlag.evaluation_tags), 0)
+            conditions.append(tag_count > 0 if spec.has_evaluation_contexts else tag_count == 0)
+        column = getattr(FeatureFlag, spec.order_field)
+        ordering = [column.desc(), FeatureFlag.id.desc()] if spec.descending else [column.asc(), FeatureFlag.id]
+        count = await self.session.scalar(select(func.count()).select_from(FeatureFlag).where(*conditions))
+        query = select(FeatureFlag).where(*conditions).order_by(*ordering).limit(spec.limit).offset(spec.offset)
+        return list((await self.session.execute(query)).scalars()), int(count or 0)
+
+    async def group_types(self) -> list[GroupTypeMapping]:
+        query = select(GroupTypeMapping).where(GroupTypeMapping.project_id == self.project_id)
+        return list((await self.session.execute(query.order_by(GroupTypeMapping.group_type_index))).scalars())
 
     async def get_live_by_key(self, key: str) -> FeatureFlag | None:
         """The non-deleted flag with this key (deleted flags never match a key)."""
@@ -124,9 +201,6 @@ class FlagRepository:
         query = select(FlagDefinitionsVersion.version).where(FlagDefinitionsVersion.project_id == self.project_id)
         return (await self.session.execute(query)).scalar_one_or_none() or 0
 
-    def add(self, flag: FeatureFlag) -> None:
-        self.session.add(flag)
-
     def bump_definitions_version(self) -> None:
         """Mark this project's flag definitions changed (caches in every process re-load).
 
@@ -145,7 +219,7 @@ class FlagRepository:
         query = select(HashKeyOverride.feature_flag_key, HashKeyOverride.hash_key).where(
             HashKeyOverride.project_id == self.project_id, HashKeyOverride.distinct_id == distinct_id
         )
-        return dict((await self.session.execute(query)).tuples().all())
+        return {key: hash_key for key, hash_key in (await self.session.execute(query)).all()}
 
     async def add_hash_key_overrides(self, distinct_id: str, hash_key: str, flag_keys: list[str]) -> None:
         """Store `hash_key` for these flags unless an override exists already (first one wins).

@@ -9,15 +9,15 @@ from experiments_service.auth.dependencies import FeatureFlagRead, FeatureFlagWr
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.errors import CustomBodyError
 from experiments_service.flags import sdk
-from experiments_service.flags.api_schemas import (
+from experiments_service.flags.groups import GroupTypes
+from experiments_service.flags.management import FlagManagement
+from experiments_service.flags.schemas import (
     FeatureFlagCreate,
+    FeatureFlagOut,
     FeatureFlagPatch,
     GroupTypeCreate,
     GroupTypeOut,
 )
-from experiments_service.flags.api_service import FlagsAPI
-from experiments_service.flags.groups import GroupTypes
-from experiments_service.flags.schemas import FeatureFlagOut
 from experiments_service.pagination import Page, PageDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["flags"])
@@ -41,7 +41,7 @@ async def list_feature_flags(
     active: Annotated[bool | None, Query(description="Only active (`true`) or inactive (`false`) flags.")] = None,
 ) -> dict:
     """List the project's feature flags (deleted ones excluded), newest first."""
-    return await FlagsAPI(session, ctx.project_id, ctx.user).page(page, search=search, active=active)
+    return await FlagManagement(session, ctx.project_id, ctx.user).page(page, search=search, active=active)
 
 
 @router.post(
@@ -53,13 +53,13 @@ async def list_feature_flags(
 )
 async def create_feature_flag(body: FeatureFlagCreate, ctx: FeatureFlagWrite, session: SessionDep) -> FeatureFlagOut:
     """Create a feature flag."""
-    return await FlagsAPI(session, ctx.project_id, ctx.user).create(body)
+    return await FlagManagement(session, ctx.project_id, ctx.user).create(body)
 
 
 @router.get(FLAG, response_model=FeatureFlagOut, responses=_READ_ERRORS, summary="Retrieve a feature flag")
 async def retrieve_feature_flag(flag_id: int, ctx: FeatureFlagRead, session: SessionDep) -> FeatureFlagOut:
     """One feature flag (soft-deleted flags stay readable so they can be restored)."""
-    api = FlagsAPI(session, ctx.project_id, ctx.user)
+    api = FlagManagement(session, ctx.project_id, ctx.user)
     return await api.render_one(await api.get(flag_id))
 
 
@@ -68,7 +68,7 @@ async def update_feature_flag(
     flag_id: int, body: FeatureFlagPatch, ctx: FeatureFlagWrite, session: SessionDep
 ) -> FeatureFlagOut:
     """Change a feature flag; `{"deleted": true}` is the soft delete."""
-    return await FlagsAPI(session, ctx.project_id, ctx.user).update(flag_id, body)
+    return await FlagManagement(session, ctx.project_id, ctx.user).update(flag_id, body)
 
 
 @router.delete(

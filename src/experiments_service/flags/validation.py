@@ -34,6 +34,28 @@ def variants_of(filters: dict[str, Any]) -> list[dict[str, Any]]:
     return variants if isinstance(variants, list) else []
 
 
+# --- which flags can back an experiment ------------------------------------------------------
+# PostHog's rule: a multivariate flag with at least two variants, one of them keyed `control`.
+# Its eligible-flags list (FlagRepository.eligible_for_experiments) shows the same flags narrowed
+# to those whose *first* variant is `control`, as PostHog's list does.
+CONTROL = "control"
+TOO_FEW_VARIANTS = "Feature flag must have at least 2 variants (control and at least one test variant)"
+NO_CONTROL_VARIANT = "Feature flag must have a variant with key 'control'"
+
+
+def variant_keys(variants: list[dict[str, Any]]) -> list[str]:
+    return [variant.get("key") for variant in variants if isinstance(variant, dict)]
+
+
+def flag_variant_problem(variants: list[dict[str, Any]]) -> str | None:
+    """Why a flag with these variants cannot back an experiment (None when it can)."""
+    if len(variants) < 2:
+        return TOO_FEW_VARIANTS
+    if CONTROL not in variant_keys(variants):
+        return NO_CONTROL_VARIANT
+    return None
+
+
 def _invalid(detail: str, code: str = "invalid_input") -> ValidationError:
     return ValidationError(detail, code=code, attr="filters")
 

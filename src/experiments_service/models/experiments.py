@@ -1,13 +1,23 @@
 """Experiments, holdouts, saved metrics and stored metric results."""
 
-from uuid import UUID, uuid4
 from datetime import date, datetime
+from enum import StrEnum
+from uuid import UUID, uuid4
 from typing import Any
 
 from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from experiments_service.models.base import Base, utcnow
+
+
+class ExperimentStatus(StrEnum):
+    """An experiment's lifecycle status; only the machine in `experiments/lifecycle.py` moves it."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
 
 
 class ExperimentHoldout(Base):
@@ -68,7 +78,7 @@ class Experiment(Base):
     scheduling_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     only_count_matured_users: Mapped[bool] = mapped_column(Boolean, default=False)
     # draft | running | paused | stopped; written only by experiments.lifecycle.
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=ExperimentStatus.DRAFT.value, index=True)
     conclusion: Mapped[str | None] = mapped_column(String(30), default=None)
     conclusion_comment: Mapped[str | None] = mapped_column(Text, default=None)
     # Optimistic lock: a concurrent write to the same row fails instead of being lost.

@@ -9,7 +9,6 @@ from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, Documented
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.experiments.shapes import ExperimentMetric
-from experiments_service.results.repository import ResultsRepository
 from experiments_service.results.schemas import (
     ExperimentResultsOut,
     RecalculationOut,
@@ -53,7 +52,7 @@ async def requires_flag_implementation(
     limit: int = Query(20, ge=1, le=1000, description="Events sampled per referenced event."),
 ) -> RequiresFlagImplementationOut:
     """Whether recent events of the filter lack `$feature/...` properties (flag not yet in code)."""
-    service = ResultsService(ResultsRepository(session, context.project_id))
+    service = ResultsService.for_project(session, context.project_id)
     return await service.requires_flag_implementation(events, actions, limit)
 
 
@@ -67,7 +66,7 @@ async def experiment_results(
     metric_uuid: str | None = Query(None, description="Only this metric; every metric when omitted."),
 ) -> ExperimentResultsOut:
     """Exposures, sample-ratio check and per-metric statistics of every variant against the baseline."""
-    service = ResultsService(ResultsRepository(session, context.project_id))
+    service = ResultsService.for_project(session, context.project_id)
     return await service.experiment_results(experiment_id, metric_uuid)
 
 
@@ -91,7 +90,7 @@ async def recalculate_timeseries(
     body: RecalculateTimeseriesIn | None = None,
 ) -> RecalculationOut:
     """Queue a recalculation of a metric's daily cumulative results (201), or return the active one (200)."""
-    service = TimeseriesService(ResultsRepository(session, context.project_id))
+    service = TimeseriesService.for_project(session, context.project_id)
     job, created = await service.request_recalculation(experiment_id, body.model_dump() if body else {})
     if created:
         background.add_task(wake_worker, request.app)
@@ -114,5 +113,5 @@ async def timeseries_results(
     fingerprint: str | None = Query(None, description="The metric's current `fingerprint` (required)."),
 ) -> TimeseriesOut:
     """A metric's stored daily cumulative results, keyed by project-timezone day."""
-    service = TimeseriesService(ResultsRepository(session, context.project_id))
+    service = TimeseriesService.for_project(session, context.project_id)
     return await service.timeseries(experiment_id, metric_uuid, fingerprint)

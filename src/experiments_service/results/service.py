@@ -5,9 +5,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.experiments.validation import baseline_key
+from experiments_service.flags.repository import FlagRepository
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.results import statistics
 from experiments_service.results.repository import (
@@ -156,9 +159,14 @@ def _probability(config: dict[str, Any], section: str, name: str, default: float
 
 
 class ResultsService:
+    @classmethod
+    def for_project(cls, session: AsyncSession, project_id: int) -> "ResultsService":
+        return cls(ResultsRepository(session, project_id))
+
     def __init__(self, repository: ResultsRepository):
         self.repository = repository
         self.experiments = ExperimentRepository(repository.session, repository.project_id)
+        self.flags = FlagRepository(repository.session, repository.project_id)
 
     async def experiment(self, experiment_id: int) -> Experiment:
         experiment = await self.experiments.get(experiment_id)
@@ -186,7 +194,7 @@ class ResultsService:
         return found
 
     async def exposure_rules(self, experiment: Experiment, until: datetime) -> tuple[ExposureRules, dict[str, float]]:
-        flag = await self.experiments.flag(experiment.feature_flag_id)
+        flag = await self.flags.get(experiment.feature_flag_id)
         split = flag_variant_split(flag, experiment)
         variants = list(split)
         if experiment.holdout_id is not None:

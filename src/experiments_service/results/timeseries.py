@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from experiments_service.errors import ValidationError
 from experiments_service.models import Experiment, ExperimentTimeseriesRecalculation
 from experiments_service.results.repository import ResultsRepository
@@ -59,6 +61,10 @@ def recalculation_out(job: ExperimentTimeseriesRecalculation) -> RecalculationOu
 
 
 class TimeseriesService:
+    @classmethod
+    def for_project(cls, session: AsyncSession, project_id: int) -> "TimeseriesService":
+        return cls(ResultsRepository(session, project_id))
+
     def __init__(self, repository: ResultsRepository):
         self.repository = repository
         self.results = ResultsService(repository)

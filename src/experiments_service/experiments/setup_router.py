@@ -1,4 +1,4 @@
-"""HTTP routes for holdouts, saved metrics and the eligible-flags list.
+"""HTTP routes for what an experiment is set up with: holdouts, saved metrics, eligible flags.
 
 Included before the experiments router so `experiments/eligible_feature_flags/` is not read as
 an experiment id.
@@ -12,7 +12,7 @@ from pydantic import BaseModel, WithJsonSchema
 from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, ErrorBody, approval_responses, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite, FeatureFlagRead
 from experiments_service.deps import SessionDep, TransactionalRoute
-from experiments_service.experiments.eligible_flags import EligibleFlagsPage, EligibleFlagsQuery, eligible_flags
+from experiments_service.flags.eligible import EligibleFlagsPage, EligibleFlagsQuery, eligible_flags
 from experiments_service.experiments.holdouts import HoldoutCreate, HoldoutOut, HoldoutService, HoldoutUpdate
 from experiments_service.experiments.saved_metrics import (
     SavedMetricCreate,

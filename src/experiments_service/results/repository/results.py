@@ -1,25 +1,18 @@
-"""All SQL of the results domain: exposures, per-entity metric values and per-variant aggregates,
-stored daily results and the recalculation job queue.
+"""Exposures, per-entity metric values and per-variant aggregates, and stored daily results.
 
 Aggregation runs in the database (per entity, then per variant) through SQLAlchemy Core, one code
 path for SQLite and PostgreSQL; only a handful of per-variant rows come back to Python.
 """
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import (
-    Boolean,
     CTE,
     ColumnElement,
     Float,
     Select,
     String,
-    Text,
     and_,
     case,
     cast,
@@ -32,11 +25,8 @@ from sqlalchemy import (
     text,
     true,
     union,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from experiments_service.db import insert_on_conflict
 from experiments_service.models import (
@@ -47,149 +37,31 @@ from experiments_service.models import (
     ResultsEntityValue,
     ResultsMaterialization,
 )
-from experiments_service.models.base import UTCDateTime, utcnow
+from experiments_service.models.base import utcnow
+from experiments_service.results.repository.dialect import (
+    CommittedBetween,
+    CurrentCursor,
+    PlusSeconds,
+    numeric_property,
+    property_condition,
+)
+from experiments_service.results.repository.jobs import ACTIVE_RECALCULATION_STATUSES
+from experiments_service.results.repository.specs import (
+    FLAG_CALLED_EVENT,
+    MULTIPLE_VARIANTS,
+    EventSource,
+    ExposureRules,
+    MetricQuery,
+    definition_key,
+    relevant_event_names,
+)
 from experiments_service.results.statistics import VariantAggregate
 
-FLAG_CALLED_EVENT = "$feature_flag_called"
-MULTIPLE_VARIANTS = "$multiple"
-ACTIVE_RECALCULATION_STATUSES = ("pending", "in_progress")
 # Beyond this many changed entities, recomputing every entity with hash joins is the cheaper plan
 # (and the id list, bound one parameter per id, stays under PostgreSQL's 32,767 per statement).
 MAX_ENTITIES_REFRESHED = 20_000
 
 events = Event.__table__
-
-
-class _PlusSeconds(FunctionElement):
-    """`timestamp + N seconds`, exact to the microsecond on both databases."""
-
-    type = UTCDateTime()
-    inherit_cache = True
-    name = "plus_seconds"
-
-
-@compiles(_PlusSeconds)
-def _plus_seconds_postgresql(element, compiler, **kw):
-    timestamp, seconds = list(element.clauses)
-    return f"({compiler.process(timestamp, **kw)} + make_interval(secs => {compiler.process(seconds, **kw)}))"
-
-
-@compiles(_PlusSeconds, "sqlite")
-def _plus_seconds_sqlite(element, compiler, **kw):
-    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff'; whole seconds keep the fraction untouched.
-    timestamp, seconds = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(strftime('%Y-%m-%d %H:%M:%S', {timestamp}, '+' || {seconds} || ' seconds') || substr({timestamp}, 20))"
-
-
-class _NumericProperty(FunctionElement):
-    """A JSON property as a float when it is a JSON number, else NULL (never a cast error)."""
-
-    type = Float()
-    inherit_cache = True
-    name = "numeric_property"
-
-
-@compiles(_NumericProperty)
-def _numeric_property_postgresql(element, compiler, **kw):
-    column, key = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(CASE WHEN json_typeof({column} -> {key}) = 'number' THEN ({column} ->> {key})::float8 END)"
-
-
-@compiles(_NumericProperty, "sqlite")
-def _numeric_property_sqlite(element, compiler, **kw):
-    column, key = list(element.clauses)
-    path = compiler.process(literal('$."' + key.value.replace('"', '\\"') + '"'), **kw)
-    column = compiler.process(column, **kw)
-    return f"(CASE WHEN json_type({column}, {path}) IN ('integer', 'real') THEN json_extract({column}, {path}) END)"
-
-
-def numeric_property(column, key: str) -> _NumericProperty:
-    return _NumericProperty(column, literal(key))
-
-
-class _CurrentCursor(FunctionElement):
-    """Which events this statement sees, as text: the PostgreSQL snapshot, or SQLite's last event id."""
-
-    type = Text()
-    inherit_cache = True
-    name = "current_cursor"
-
-
-@compiles(_CurrentCursor)
-def _current_cursor_postgresql(element, compiler, **kw):
-    return "pg_current_snapshot()::text"
-
-
-@compiles(_CurrentCursor, "sqlite")
-def _current_cursor_sqlite(element, compiler, **kw):
-    return "CAST((SELECT coalesce(max(id), 0) FROM events) AS TEXT)"
-
-
-class _CommittedBetween(FunctionElement):
-    """The event row was committed after the `before` cursor and is seen by the `after` one (see
-    `_CurrentCursor`): arguments are the row's id and transaction id, then the two cursors.
-
-    PostgreSQL assigns ids before commit, so ids do not order commits: the row's inserting
-    transaction is checked against both snapshots instead. SQLite has one writer at a time, so
-    its ids do.
-    """
-
-    type = Boolean()
-    inherit_cache = True
-    name = "committed_between"
-
-
-@compiles(_CommittedBetween)
-def _committed_between_postgresql(element, compiler, **kw):
-    _, txid, before, after = (compiler.process(clause, **kw) for clause in element.clauses)
-    before, after = f"CAST({before} AS pg_snapshot)", f"CAST({after} AS pg_snapshot)"
-    return (
-        f"({txid} >= pg_snapshot_xmin({before})::text::bigint AND {txid} < pg_snapshot_xmax({after})::text::bigint"
-        f" AND NOT pg_visible_in_snapshot({txid}::text::xid8, {before})"
-        f" AND pg_visible_in_snapshot({txid}::text::xid8, {after}))"
-    )
-
-
-@compiles(_CommittedBetween, "sqlite")
-def _committed_between_sqlite(element, compiler, **kw):
-    event_id, _, before, after = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"({event_id} > CAST({before} AS INTEGER) AND {event_id} <= CAST({after} AS INTEGER))"
-
-
-@dataclass(frozen=True)
-class EventSource:
-    """One EventsNode: which events count and how they aggregate per entity."""
-
-    event: str | None
-    math: str = "total"
-    math_property: str | None = None
-    properties: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class ExposureRules:
-    """Who is exposed to which variant, and from when."""
-
-    flag_key: str
-    variants: tuple[str, ...]
-    start: datetime
-    until: datetime
-    first_seen: bool = False
-    custom_event: str | None = None
-    custom_properties: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class MetricQuery:
-    metric_type: str
-    sources: tuple[EventSource, ...]
-    conversion_window_seconds: int | None = None
-
-
-def definition_key(rules: ExposureRules, metric: MetricQuery) -> str:
-    """A hash of everything per-entity values depend on except `until` (which only grows)."""
-    definition = {"rules": asdict(replace(rules, until=None)), "metric": asdict(metric)}
-    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _moved_totals(
@@ -204,41 +76,6 @@ def _moved_totals(
     return {key: values for key, values in moved.items() if round(values[0]) > 0}
 
 
-def relevant_event_names(rules: ExposureRules, metric: MetricQuery) -> list[str] | None:
-    """The event names that can change an entity's values; None when any event can."""
-    if any(source.event is None for source in metric.sources):
-        return None
-    return sorted({rules.custom_event or FLAG_CALLED_EVENT, *(source.event for source in metric.sources)})
-
-
-NUMERIC_OPERATORS = ("gt", "lt", "gte", "lte")
-SUPPORTED_OPERATORS = ("exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", *NUMERIC_OPERATORS)
-
-
-def _property_condition(column, condition: dict[str, Any]) -> ColumnElement[bool]:
-    """An event-property filter, one of `SUPPORTED_OPERATORS`."""
-    value_of = cast(column[str(condition.get("key", ""))].as_string(), String)
-    operator = condition.get("operator") or "exact"
-    value = condition.get("value")
-    values = [str(item) for item in value] if isinstance(value, list) else [str(value)]
-    if operator == "is_set":
-        return value_of.is_not(None)
-    if operator == "is_not_set":
-        return value_of.is_(None)
-    if operator == "exact":
-        return value_of.in_(values)
-    if operator == "is_not":
-        return or_(value_of.is_(None), value_of.not_in(values))
-    if operator == "icontains":
-        return value_of.ilike(f"%{values[0]}%")
-    if operator == "not_icontains":
-        return or_(value_of.is_(None), ~value_of.ilike(f"%{values[0]}%"))
-    if operator in NUMERIC_OPERATORS:
-        number = numeric_property(column, str(condition.get("key", "")))
-        bound = float(values[0])
-        return {"gt": number > bound, "lt": number < bound, "gte": number >= bound, "lte": number <= bound}[operator]
-    raise ValueError(f"Unsupported property operator '{operator}'.")
-
 
 def _metric_result_of(experiment_id: int, metric_uuid: str, fingerprint: str) -> ColumnElement[bool]:
     """The stored daily rows of one metric definition (its uuid and fingerprint) in one experiment."""
@@ -247,6 +84,7 @@ def _metric_result_of(experiment_id: int, metric_uuid: str, fingerprint: str) ->
         ExperimentMetricResult.metric_uuid == metric_uuid,
         ExperimentMetricResult.fingerprint == fingerprint,
     )
+
 
 
 class ResultsRepository:
@@ -270,7 +108,7 @@ class ResultsRepository:
             variant = cast(events.c.properties[f"$feature/{rules.flag_key}"].as_string(), String)
             conditions = [
                 events.c.event == rules.custom_event,
-                *(_property_condition(events.c.properties, item) for item in rules.custom_properties),
+                *(property_condition(events.c.properties, item) for item in rules.custom_properties),
             ]
         else:
             variant = events.c.flag_response
@@ -326,12 +164,12 @@ class ResultsRepository:
             event_table.c.timestamp <= rules.until,
         ]
         if window is not None:
-            conditions.append(event_table.c.timestamp < _PlusSeconds(exposures.c.first_exposure, literal(window)))
+            conditions.append(event_table.c.timestamp < PlusSeconds(exposures.c.first_exposure, literal(window)))
         return conditions
 
     @staticmethod
     def _source_condition(event_table, source: EventSource) -> ColumnElement[bool]:
-        conditions = [_property_condition(event_table.c.properties, item) for item in source.properties]
+        conditions = [property_condition(event_table.c.properties, item) for item in source.properties]
         if source.event is not None:
             conditions.append(event_table.c.event == source.event)
         return and_(true(), *conditions)
@@ -480,7 +318,7 @@ class ResultsRepository:
         await self._prepare()
         state = await self._materialization(experiment_id, slot)
         key = definition_key(rules, metric)
-        cursor = (await self.session.execute(select(_CurrentCursor()))).scalar_one()
+        cursor = (await self.session.execute(select(CurrentCursor()))).scalar_one()
         rebuild = (
             state.definition_key != key or state.cursor is None or state.until is None or rules.until < state.until
         )
@@ -571,7 +409,7 @@ class ResultsRepository:
         if names is not None:
             scope.append(events.c.event.in_(names))
         committed = select(events.c.distinct_id).where(
-            *scope, _CommittedBetween(events.c.id, events.c.ingest_txid, literal(state.cursor), literal(cursor))
+            *scope, CommittedBetween(events.c.id, events.c.ingest_txid, literal(state.cursor), literal(cursor))
         )
         if state.until == rules.until:
             return committed.distinct()
@@ -657,62 +495,3 @@ class ResultsRepository:
         return job
 
 
-class JobQueue:
-    """The recalculation table used as a durable queue (not project-scoped: the worker serves all)."""
-
-    def __init__(self, session: AsyncSession):
-        self.session = session
-
-    async def claim(self, worker_id: str, stale_before: datetime) -> ExperimentTimeseriesRecalculation | None:
-        """Take the oldest runnable job: pending, or in progress with a lock nobody refreshed.
-
-        `FOR UPDATE SKIP LOCKED` keeps concurrent PostgreSQL workers off each other's candidate;
-        the conditional UPDATE makes the claim a compare-and-set on either database.
-        """
-        model = ExperimentTimeseriesRecalculation
-        runnable = or_(
-            model.status == "pending",
-            and_(model.status == "in_progress", or_(model.locked_at.is_(None), model.locked_at < stale_before)),
-        )
-        candidate = (
-            await self.session.execute(
-                select(model.id).where(runnable).order_by(model.created_at).limit(1).with_for_update(skip_locked=True)
-            )
-        ).scalar_one_or_none()
-        if candidate is None:
-            return None
-        claimed = await self.session.execute(
-            update(model)
-            .where(model.id == candidate, runnable)
-            .values(
-                status="in_progress", locked_by=worker_id, locked_at=utcnow(), attempts=model.attempts + 1,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:
-            return None
-        return await self.session.get(model, candidate, populate_existing=True)
-
-    async def get(self, job_id: UUID) -> ExperimentTimeseriesRecalculation | None:
-        return await self.session.get(ExperimentTimeseriesRecalculation, job_id, populate_existing=True)
-
-    async def heartbeat(self, job_id: UUID, worker_id: str, **values: Any) -> bool:
-        """Refresh the lock (and record progress); False when another worker took the job over."""
-        model = ExperimentTimeseriesRecalculation
-        result = await self.session.execute(
-            update(model)
-            .where(model.id == job_id, model.locked_by == worker_id, model.status == "in_progress")
-            .values(locked_at=utcnow(), updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1
-
-    async def finish(self, job_id: UUID, worker_id: str, status: str, error: str | None = None) -> None:
-        model = ExperimentTimeseriesRecalculation
-        await self.session.execute(
-            update(model)
-            .where(model.id == job_id, model.locked_by == worker_id)
-            .values(status=status, error=error, locked_at=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )

@@ -1,4 +1,7 @@
-"""Business steps of the flags API; every write goes through `FlagService`."""
+"""What the `feature_flags/` endpoints do: list, render, create, change (with the delete checks).
+
+`FlagService` (flags/service.py) is the write path these steps call, as every other domain does.
+"""
 
 from typing import Any
 
@@ -6,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.repository import AuthRepository
 from experiments_service.errors import NotFound, ValidationError
-from experiments_service.flags.api_schemas import FeatureFlagCreate, FeatureFlagPatch
 from experiments_service.flags.repository import FlagRepository
-from experiments_service.flags.schemas import FeatureFlagOut
+from experiments_service.flags.schemas import FeatureFlagCreate, FeatureFlagOut, FeatureFlagPatch
 from experiments_service.flags.service import FlagService
 from experiments_service.models import FeatureFlag, User
 from experiments_service.pagination import PageRequest, fetch_page
@@ -22,8 +24,8 @@ def _evaluation_tags(body: FeatureFlagCreate | FeatureFlagPatch) -> list[str] | 
     return body.evaluation_contexts if body.evaluation_contexts is not None else body.evaluation_tags
 
 
-class FlagsAPI:
-    def __init__(self, session: AsyncSession, project_id: int, actor: User):
+class FlagManagement:
+    def __init__(self, session: AsyncSession, project_id: int, actor: User | None):
         self.session = session
         self.project_id = project_id
         self.actor = actor
@@ -77,10 +79,6 @@ class FlagsAPI:
         if changes.get("deleted") is True and not flag.deleted:
             await self._check_deletable(flag)
         flag = await self.service.update_flag(flag, changes, request_data=sent)
-        # Also when `active` is sent unchanged: retrying a switch an approved change request
-        # already applied brings the flag's experiments in step.
-        if "active" in changes:
-            await self._sync_experiments(flag)
         return await self.render_one(flag)
 
     async def _check_deletable(self, flag: FeatureFlag) -> None:
@@ -100,9 +98,3 @@ class FlagsAPI:
                 f"Cannot delete this feature flag because other flags depend on it: {', '.join(names)}. "
                 "Please update or delete the dependent flags first."
             )
-
-    async def _sync_experiments(self, flag: FeatureFlag) -> None:
-        """A running experiment pauses when its flag is switched off and resumes when it is on again."""
-        from experiments_service.experiments.lifecycle import sync_experiments_with_flag
-
-        await sync_experiments_with_flag(self.session, flag, self.actor)

@@ -1,4 +1,4 @@
-"""What the holdout and saved-metric services share: project-scoped reads, rendering, activity.
+"""Holdouts and saved metrics, the objects experiments link to: their services' shared reads and log.
 
 Both are small project-owned objects listed newest first and logged under the `Experiment`
 activity scope (as PostHog does), so one base keeps their read and log paths identical.
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.activity import record_activity
@@ -21,7 +20,7 @@ Row = TypeVar("Row", ExperimentHoldout, ExperimentSavedMetric)
 Out = TypeVar("Out", bound=BaseModel)
 
 
-class ProjectObjectService(Generic[Row, Out]):
+class LinkedObjectService(Generic[Row, Out]):
     model: ClassVar[type]
     # The response schema; its `of(row, created_by)` renders one row.
     rendering: ClassVar[Any]
@@ -34,9 +33,6 @@ class ProjectObjectService(Generic[Row, Out]):
         self.actor = actor
         self.repo = ExperimentRepository(session, project_id)
 
-    def _scoped(self):
-        return select(self.model).where(self.model.project_id == self.project_id)
-
     async def render(self, rows: list[Row]) -> list[Out]:
         users = await self.repo.users(row.created_by_id for row in rows)
         return [self.rendering.of(row, users.get(row.created_by_id)) for row in rows]
@@ -45,11 +41,10 @@ class ProjectObjectService(Generic[Row, Out]):
         return (await self.render([row]))[0]
 
     async def list_page(self, page: PageRequest) -> tuple[list[Row], int]:
-        query = self._scoped().order_by(self.model.created_at.desc(), self.model.id.desc())
-        return await fetch_page(self.session, query, page)
+        return await fetch_page(self.session, self.repo.newest_first(self.model), page)
 
     async def get(self, object_id: int) -> Row:
-        row = (await self.session.execute(self._scoped().where(self.model.id == object_id))).scalar_one_or_none()
+        row = await self.repo.project_object(self.model, object_id)
         if row is None:
             raise NotFound()
         return row
