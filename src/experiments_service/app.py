@@ -4,6 +4,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
+
+from experiments_service.api_docs import install_openapi
 
 from experiments_service.approvals.router import router as approvals_router
 from experiments_service.auth.router import router as auth_router
@@ -15,11 +18,12 @@ from experiments_service.events.router import CAPTURE_FAST_PATHS, router as even
 from experiments_service.experiments.actions_router import router as experiments_actions_router
 from experiments_service.experiments.setup_router import router as experiment_setup_router
 from experiments_service.experiments.router import router as experiments_router
+from experiments_service.flags.remote_config import router as remote_config_router
 from experiments_service.flags.router import router as flags_router
 from experiments_service.flags.sdk import SDK_FAST_PATHS, SDKFastPath
 from experiments_service.edge import RequestLimitsMiddleware
 from experiments_service.json_limits import JsonLimits
-from experiments_service.middleware import TrailingSlashMiddleware
+from experiments_service.middleware import APICORSMiddleware, TrailingSlashMiddleware
 from experiments_service.observability.middleware import RequestObservabilityMiddleware, RouteRecorder
 from experiments_service.observability.router import router as observability_router
 from experiments_service.observability.version import __version__
@@ -27,6 +31,9 @@ from experiments_service.ratelimit import build_rate_limits
 from experiments_service.results.router import router as results_router
 from experiments_service.settings import Settings, get_settings
 from experiments_service.wiring import connect_flag_hooks
+
+
+DOCS_STATIC = "/docs/static"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -42,6 +49,7 @@ def _include_routers(app: FastAPI) -> None:
         auth_router,
         cohorts_router,
         observability_router,
+        remote_config_router,
     ):
         app.include_router(router)
 
@@ -59,7 +67,10 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     connect_flag_hooks()
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own files: /docs works without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
+        swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
         title="Experiments service",
         version=__version__,
         description="A/B experiments, feature flags and results; wire-compatible with PostHog's Experiments API.",
@@ -75,9 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rate_limit_sync_seconds,
     )
     install_error_handlers(app)
+    install_openapi(app)
     _include_routers(app)
     app.add_middleware(RouteRecorder)  # innermost: sees the scope the router fills in
     app.add_middleware(SDKFastPath, more_paths=CAPTURE_FAST_PATHS)
+    if settings.cors_origins:
+        app.add_middleware(APICORSMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,

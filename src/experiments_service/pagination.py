@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,11 +58,20 @@ class PageRequest:
         return {"count": count, "next": next_url, "previous": previous_url, "results": results}
 
 
-def page_request(
-    request: Request,
-    limit: Annotated[str | None, Query(description="Number of results to return per page.")] = None,
-    offset: Annotated[str | None, Query(description="The initial index from which to return the results.")] = None,
-) -> PageRequest:
+# Documented as integers; parsed leniently (DRF falls back to the default on garbage).
+LimitQuery = Annotated[
+    str | None,
+    Query(description="Number of results to return per page."),
+    WithJsonSchema({"type": "integer", "minimum": 1}),
+]
+OffsetQuery = Annotated[
+    str | None,
+    Query(description="The initial index from which to return the results."),
+    WithJsonSchema({"type": "integer", "minimum": 0}),
+]
+
+
+def page_request(request: Request, limit: LimitQuery = None, offset: OffsetQuery = None) -> PageRequest:
     parsed_limit = _non_negative_int(limit, strict=True) or DEFAULT_LIMIT
     return PageRequest(
         limit=min(parsed_limit, MAX_LIMIT),

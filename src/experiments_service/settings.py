@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+    # Origins (comma-separated, e.g. `https://app.example.com`) whose pages may call `/api/...`
+    # from a browser with a personal API key; empty: none. The SDK routes allow every origin.
+    cors_allowed_origins: str = ""
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
 
 @lru_cache

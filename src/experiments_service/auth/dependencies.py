@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from experiments_service.auth.keys import hash_key, scope_allows
@@ -52,6 +54,22 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
+# Declares the scheme in the OpenAPI document (Swagger UI's Authorize); the checks stay ours, so
+# a missing or malformed header keeps answering PostHog's 401.
+personal_api_key = HTTPBearer(
+    scheme_name="PersonalAPIKey",
+    bearerFormat="phx_...",
+    description="A personal API key (`phx_...`), sent as `Authorization: Bearer phx_...`.",
+    auto_error=False,
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(personal_api_key)]
+
+# Documented as an integer but parsed leniently here, so a bad id still answers 401 before 404.
+ProjectIdPath = Annotated[
+    str, Path(description="The project's id."), WithJsonSchema({"type": "integer", "title": "Project Id"})
+]
+
+
 def presented_key_hash(request: Request) -> str:
     """The stored form of the request's bearer key (401 when none is presented)."""
     token = bearer_token(request)
@@ -60,10 +78,10 @@ def presented_key_hash(request: Request) -> str:
     return hash_key(token)
 
 
-def _path_project_id(request: Request) -> int:
+def _project_id(raw: str) -> int:
     """The path's project id, or -1 (matches no project) when it is not a valid id."""
     try:
-        project_id = int(request.path_params.get("project_id"))
+        project_id = int(raw)
     except (TypeError, ValueError):
         return -1
     return project_id if 0 < project_id <= MAX_STORED_INT else -1
@@ -146,10 +164,13 @@ async def authorize(
 def require_scope(scope: str):
     """Dependency: authenticate, check `scope`, and load the path's project the key may see."""
 
-    async def dependency(request: Request, session: SessionDep) -> ProjectContext:
+    async def dependency(
+        request: Request, session: SessionDep, project_id: ProjectIdPath, _credentials: BearerDep
+    ) -> ProjectContext:
         key_hash = presented_key_hash(request)
         await _resolve_current_project(request, AuthRepository(session), key_hash)
-        return await authorize(request, session, key_hash, _path_project_id(request), scope)
+        # `project_id` as FastAPI read it may still be `@current`; the path now holds the id.
+        return await authorize(request, session, key_hash, _project_id(request.path_params["project_id"]), scope)
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency

@@ -18,6 +18,12 @@ CAPTURE_PATHS = {
     "/e/": "capture_e",
     "/i/v0/e/": "capture_i_v0_e",
 }
+_CAPTURE_SUMMARIES = {
+    "/batch/": "Capture a batch of events (SDK)",
+    "/capture/": "Capture events (SDK)",
+    "/e/": "Capture events, browser path (SDK)",
+    "/i/v0/e/": "Capture events, ingestion path (SDK)",
+}
 
 _CAPTURE_BODY = {
     "required": True,
@@ -92,6 +98,7 @@ for _path, _name in CAPTURE_PATHS.items():
         capture,
         methods=["POST"],
         name=_name,
+        summary=_CAPTURE_SUMMARIES[_path],
         response_model=CaptureResponse,
         responses=_CAPTURE_ERRORS,
         openapi_extra={"requestBody": _CAPTURE_BODY},

@@ -8,13 +8,15 @@ rewrites those flags through the flag service in the same transaction.
 import copy
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.linked_objects import LinkedObjectService
 from experiments_service.experiments.schemas import HoldoutOut
 from experiments_service.flags.rewrite import holdout_flag_filter
 from experiments_service.flags.service import FlagService
+from experiments_service.flags.shapes import FeatureFlagGroup
 from experiments_service.models import ExperimentHoldout
 
 HoldoutName = Annotated[str, Field(min_length=1, max_length=400)]
@@ -22,9 +24,17 @@ HoldoutDescription = Annotated[str | None, Field(max_length=400)]
 
 
 class HoldoutCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Global 10% holdout", "filters": [{"properties": [], "rollout_percentage": 10}]}]
+        }
+    )
+
     name: HoldoutName
     description: HoldoutDescription = None
-    filters: list[dict[str, Any]] | None = None
+    filters: Annotated[list[dict[str, Any]] | None, DocumentedAs(list[FeatureFlagGroup] | None)] = Field(
+        None, description="The holdout's groups; their `rollout_percentage` is the share held out."
+    )
 
 
 class HoldoutUpdate(BaseModel):
@@ -32,7 +42,7 @@ class HoldoutUpdate(BaseModel):
 
     name: HoldoutName = None  # type: ignore[assignment]
     description: HoldoutDescription = None
-    filters: list[dict[str, Any]] = None  # type: ignore[assignment]
+    filters: Annotated[list[dict[str, Any]], DocumentedAs(list[FeatureFlagGroup])] = None  # type: ignore[assignment]
 
 
 def _validate_groups(filters: list[dict[str, Any]]) -> None:

@@ -3,12 +3,13 @@
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, WithJsonSchema
 from pydantic import ValidationError as PydanticValidationError
 
+from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, approval_responses, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite, ProjectContext
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.errors import CustomBodyError, ParseError, validation_error_from_pydantic
@@ -20,7 +21,7 @@ from experiments_service.experiments.schemas import (
     ExperimentUpdate,
     ShipVariantRequest,
 )
-from experiments_service.experiments.service import ExperimentService, parse_list_query
+from experiments_service.experiments.service import LIST_ORDER_FIELDS, ExperimentService, parse_list_query
 from experiments_service.pagination import PageDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["experiments"])
@@ -28,13 +29,12 @@ router = APIRouter(route_class=TransactionalRoute, tags=["experiments"])
 BASE = "/api/projects/{project_id}/experiments/"
 DETAIL = BASE + "{experiment_id:int}/"
 MAX_PAGE_SIZE = 100
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid input or a refused action: `{type, code, detail, attr}`"},
-    401: {"description": "Missing or invalid credentials"},
-    403: {"description": "The key lacks the scope or the project"},
-    404: {"description": "No such experiment in this project"},
-}
-ACTION_ERRORS = {**ERRORS, 409: {"description": "An approval policy holds the flag change (change request created)"}}
+NO_EXPERIMENT = "No such experiment (or project) for this key"
+READ_ERRORS = error_responses(*PROJECT_READ, e404=NO_EXPERIMENT)
+LIST_ERRORS = error_responses(400, *PROJECT_READ)
+ERRORS = error_responses(*PROJECT_WRITE, e404=NO_EXPERIMENT)
+# Writes that change the feature flag pass the approval gate.
+ACTION_ERRORS = {**ERRORS, **approval_responses()}
 
 
 def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -75,25 +75,49 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
         raise validation_error_from_pydantic(list(error.errors())) from None
 
 
-@router.get(BASE, response_model=ExperimentList, responses=ERRORS)
+@router.get(BASE, response_model=ExperimentList, responses=LIST_ERRORS, summary="List experiments")
 async def list_experiments(
-    request: Request, page: PageDep, session: SessionDep, context: ExperimentRead
+    page: PageDep,
+    session: SessionDep,
+    context: ExperimentRead,
+    status: Annotated[
+        str | None,
+        Query(description="`draft`, `running`, `paused`, `stopped` (or `complete`); other values: no filter."),
+        WithJsonSchema({"type": "string", "enum": ["draft", "running", "paused", "stopped", "complete"]}),
+    ] = None,
+    archived: Annotated[str | None, Query(description="`true`: archived experiments only (default: not archived).")] = None,
+    created_by_id: Annotated[
+        str | None, Query(description="A user id, a comma-separated list or a JSON list of user ids.")
+    ] = None,
+    feature_flag_id: Annotated[
+        str | None, Query(description="Only the experiment of this flag."), WithJsonSchema({"type": "integer"})
+    ] = None,
+    search: Annotated[str | None, Query(description="Case-insensitive match on the experiment's name.")] = None,
+    order: Annotated[
+        str | None,
+        Query(description="Sort field, `-` prefix for descending (default `-created_at`)."),
+        WithJsonSchema({"type": "string", "enum": [f"{sign}{field}" for field in LIST_ORDER_FIELDS for sign in ("", "-")]}),
+    ] = None,
 ) -> dict[str, Any]:
-    """List the project's experiments (not deleted; archived only with `archived=true`), newest first."""
+    """The project's experiments (not deleted; archived only with `archived=true`), newest first, 100 at most a page."""
     page = dataclasses.replace(page, limit=min(page.limit, MAX_PAGE_SIZE))
-    query = parse_list_query(dict(request.query_params), limit=page.limit, offset=page.offset)
+    filters = {"status": status, "archived": archived, "created_by_id": created_by_id,
+               "feature_flag_id": feature_flag_id, "search": search, "order": order}  # fmt: skip
+    query = parse_list_query(
+        {name: value for name, value in filters.items() if value is not None}, limit=page.limit, offset=page.offset
+    )
     count, results = await _service(session, context).page(query)
     return page.envelope(results, count)
 
 
-@router.post(BASE, status_code=201, response_model=ExperimentOut, responses=ERRORS)
+@router.post(BASE, status_code=201, response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Create an experiment")
 async def create_experiment(data: ExperimentCreate, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Create an experiment with a new feature flag, or linked to an existing one by key."""
     service = _service(session, context)
     return await service.render(await service.create(data))
 
 
-@router.get(DETAIL, response_model=ExperimentOut, responses=ERRORS)
+@router.get(DETAIL, response_model=ExperimentOut, responses=READ_ERRORS, summary="Retrieve an experiment")
 async def retrieve_experiment(experiment_id: int, session: SessionDep, context: ExperimentRead) -> ExperimentOut:
     """One experiment."""
     service = _service(session, context)
@@ -107,7 +131,7 @@ async def _update(experiment_id: int, data: ExperimentUpdate, session: SessionDe
     return await service.render(await service.update(experiment, flag, data))
 
 
-@router.patch(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.patch(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Update an experiment")
 async def update_experiment(
     experiment_id: int, data: ExperimentUpdate, session: SessionDep, context: ExperimentWrite
 ) -> ExperimentOut:
@@ -115,7 +139,7 @@ async def update_experiment(
     return await _update(experiment_id, data, session, context)
 
 
-@router.put(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.put(DETAIL, response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Update an experiment (PUT)")
 async def replace_experiment(
     experiment_id: int, data: ExperimentUpdate, session: SessionDep, context: ExperimentWrite
 ) -> ExperimentOut:
@@ -123,32 +147,42 @@ async def replace_experiment(
     return await _update(experiment_id, data, session, context)
 
 
-@router.delete(DETAIL, status_code=405, responses={405: {"description": "Experiments are never hard-deleted"}})
+@router.delete(
+    DETAIL,
+    status_code=405,
+    response_class=Response,
+    responses={405: {"description": "Experiments are never hard-deleted"}, **error_responses(*PROJECT_READ)},
+    summary="Delete an experiment (refused)",
+)
 async def destroy_experiment(experiment_id: int, context: ExperimentWrite) -> None:
     """Refused: soft-delete with `PATCH {"deleted": true}` instead."""
     raise CustomBodyError(405, None)
 
 
-@router.post(DETAIL + "launch/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.post(DETAIL + "launch/", response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Launch an experiment")
 async def launch(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Start a draft now and turn its feature flag on."""
     return await _act(experiment_id, session, context, ExperimentService.launch)
 
 
-@router.post(DETAIL + "pause/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.post(DETAIL + "pause/", response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Pause an experiment")
 async def pause(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Stop serving variants (flag off) without ending the experiment."""
     return await _act(experiment_id, session, context, ExperimentService.pause)
 
 
-@router.post(DETAIL + "resume/", response_model=ExperimentOut, responses=ACTION_ERRORS)
+@router.post(DETAIL + "resume/", response_model=ExperimentOut, responses=ACTION_ERRORS, summary="Resume an experiment")
 async def resume(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Serve variants again (flag on)."""
     return await _act(experiment_id, session, context, ExperimentService.resume)
 
 
 @router.post(
-    DETAIL + "end/", response_model=ExperimentOut, responses=ERRORS, openapi_extra=_documented_body(EndRequest)
+    DETAIL + "end/",
+    response_model=ExperimentOut,
+    responses=ERRORS,
+    openapi_extra=_documented_body(EndRequest),
+    summary="End an experiment",
 )
 async def end(
     experiment_id: int,
@@ -166,6 +200,7 @@ async def end(
     response_model=ExperimentOut,
     responses=ACTION_ERRORS,
     openapi_extra=_documented_body(ShipVariantRequest),
+    summary="Ship a variant and end the experiment",
 )
 async def ship_variant(
     experiment_id: int,
@@ -181,19 +216,19 @@ async def ship_variant(
     return await _act(experiment_id, session, context, ExperimentService.ship_variant, request)
 
 
-@router.post(DETAIL + "reset/", response_model=ExperimentOut, responses=ERRORS)
+@router.post(DETAIL + "reset/", response_model=ExperimentOut, responses=ERRORS, summary="Reset an experiment to draft")
 async def reset(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Back to draft: dates, archive flag and conclusion cleared; the feature flag is left alone."""
     return await _act(experiment_id, session, context, ExperimentService.reset)
 
 
-@router.post(DETAIL + "archive/", response_model=ExperimentOut, responses=ERRORS)
+@router.post(DETAIL + "archive/", response_model=ExperimentOut, responses=ERRORS, summary="Archive an experiment")
 async def archive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Hide an ended experiment from the default list."""
     return await _act(experiment_id, session, context, ExperimentService.archive)
 
 
-@router.post(DETAIL + "unarchive/", response_model=ExperimentOut, responses=ERRORS)
+@router.post(DETAIL + "unarchive/", response_model=ExperimentOut, responses=ERRORS, summary="Unarchive an experiment")
 async def unarchive(experiment_id: int, session: SessionDep, context: ExperimentWrite) -> ExperimentOut:
     """Show an archived experiment in the default list again."""
     return await _act(experiment_id, session, context, ExperimentService.unarchive)

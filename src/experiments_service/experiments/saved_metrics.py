@@ -9,13 +9,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.auth.schemas import UserBasic
 from experiments_service.errors import ValidationError
 from experiments_service.experiments.auxiliary_repository import AuxiliaryRepository
 from experiments_service.experiments.metrics import LEGACY_METRIC_KINDS, validate_metric
 from experiments_service.experiments.linked_objects import LinkedObjectService
+from experiments_service.experiments.shapes import EXAMPLE_METRIC, ExperimentMetric
 from experiments_service.models import ExperimentSavedMetric, User
 
 METRIC_TYPES = ("mean", "funnel", "ratio", "retention")
@@ -26,9 +28,13 @@ Tags = list[Annotated[str, Field(max_length=255)]]
 
 
 class SavedMetricCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Purchases", "query": EXAMPLE_METRIC, "tags": ["revenue"]}]}
+    )
+
     name: SavedMetricName
     description: SavedMetricDescription = None
-    query: dict[str, Any] | None = None
+    query: Annotated[dict[str, Any] | None, DocumentedAs(ExperimentMetric)] = None
     tags: Tags | None = None
     metadata: dict[str, Any] | None = None
 
@@ -38,7 +44,7 @@ class SavedMetricUpdate(BaseModel):
 
     name: SavedMetricName = None  # type: ignore[assignment]
     description: SavedMetricDescription = None
-    query: dict[str, Any] = None  # type: ignore[assignment]
+    query: Annotated[dict[str, Any], DocumentedAs(ExperimentMetric)] = None  # type: ignore[assignment]
     tags: Tags | None = None
     metadata: dict[str, Any] | None = None
 
@@ -47,7 +53,7 @@ class SavedMetricOut(BaseModel):
     id: int
     name: str
     description: str | None
-    query: dict[str, Any]
+    query: Annotated[dict[str, Any], DocumentedAs(ExperimentMetric)]
     created_by: UserBasic | None
     created_at: datetime
     updated_at: datetime

@@ -6,7 +6,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.auth.schemas import UserBasic
+from experiments_service.experiments.shapes import (
+    EXPERIMENT_CREATE_EXAMPLE,
+    ExperimentMetric,
+    ExperimentParameters,
+    ExposureCriteria,
+    SavedMetricLink,
+    StatsConfig,
+)
+from experiments_service.flags.shapes import FeatureFlagGroup
 from experiments_service.flags.schemas import MinimalFeatureFlag
 from experiments_service.models import (
     Experiment,
@@ -38,7 +48,7 @@ class HoldoutOut(BaseModel):
     id: int
     name: str
     description: str | None
-    filters: list[Any]
+    filters: Annotated[list[Any], DocumentedAs(list[FeatureFlagGroup])]
     created_by: UserBasic | None
     created_at: datetime
     updated_at: datetime
@@ -64,7 +74,7 @@ class ExperimentToSavedMetricOut(BaseModel):
     saved_metric: int
     metadata: dict[str, Any] | None
     created_at: datetime
-    query: dict[str, Any]
+    query: Annotated[dict[str, Any], DocumentedAs(ExperimentMetric)]
     name: str
 
     @classmethod
@@ -109,7 +119,7 @@ class ExperimentOut(BaseModel):
     holdout: HoldoutOut | None
     holdout_id: int | None
     exposure_cohort: int | None = None
-    parameters: dict[str, Any] | None
+    parameters: Annotated[dict[str, Any] | None, DocumentedAs(ExperimentParameters | None)]
     secondary_metrics: list[Any] | None
     saved_metrics: list[ExperimentToSavedMetricOut]
     saved_metrics_ids: list[Any] | None = None
@@ -120,10 +130,10 @@ class ExperimentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     type: ExperimentType | None
-    exposure_criteria: dict[str, Any] | None
-    metrics: list[Any] | None
-    metrics_secondary: list[Any] | None
-    stats_config: dict[str, Any] | None
+    exposure_criteria: Annotated[dict[str, Any] | None, DocumentedAs(ExposureCriteria | None)]
+    metrics: Annotated[list[Any] | None, DocumentedAs(list[ExperimentMetric] | None)]
+    metrics_secondary: Annotated[list[Any] | None, DocumentedAs(list[ExperimentMetric] | None)]
+    stats_config: Annotated[dict[str, Any] | None, DocumentedAs(StatsConfig | None)]
     scheduling_config: dict[str, Any] | None
     conclusion: Conclusion | None
     conclusion_comment: str | None
@@ -199,17 +209,17 @@ class _ExperimentWrite(BaseModel):
     end_date: UTCDatetime | None = None
     feature_flag_key: str | None = None
     holdout_id: int | None = None
-    parameters: Any = None
+    parameters: Annotated[Any, DocumentedAs(ExperimentParameters | None)] = None
     secondary_metrics: list[Any] | None = None
-    saved_metrics_ids: Any = None
+    saved_metrics_ids: Annotated[Any, DocumentedAs(list[SavedMetricLink] | None)] = None
     filters: dict[str, Any] | None = None
     archived: bool = False
     deleted: bool = False
     type: ExperimentType | None = "product"
-    exposure_criteria: Any = None
-    metrics: Any = None
-    metrics_secondary: Any = None
-    stats_config: Any = None
+    exposure_criteria: Annotated[Any, DocumentedAs(ExposureCriteria | None)] = None
+    metrics: Annotated[Any, DocumentedAs(list[ExperimentMetric] | None)] = None
+    metrics_secondary: Annotated[Any, DocumentedAs(list[ExperimentMetric] | None)] = None
+    stats_config: Annotated[Any, DocumentedAs(StatsConfig | None)] = None
     scheduling_config: dict[str, Any] | None = None
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
@@ -222,6 +232,8 @@ class _ExperimentWrite(BaseModel):
 
 
 class ExperimentCreate(_ExperimentWrite):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXPERIMENT_CREATE_EXAMPLE]})
+
     name: str = Field(min_length=1, max_length=400)
     feature_flag_key: str
 
@@ -233,12 +245,19 @@ class ExperimentUpdate(_ExperimentWrite):
 
 
 class EndRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"conclusion": "won", "conclusion_comment": "Green sells 8% more."}]},
+    )
 
     conclusion: Conclusion | None = None
     conclusion_comment: str | None = None
 
 
 class ShipVariantRequest(EndRequest):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"variant_key": "test", "conclusion": "won"}]}
+    )
+
     variant_key: str
     release_to_everyone: bool = True

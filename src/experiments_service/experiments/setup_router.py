@@ -7,7 +7,9 @@ an experiment id.
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, WithJsonSchema
 
+from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, ErrorBody, approval_responses, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite, FeatureFlagRead
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.flags.eligible import EligibleFlagsPage, EligibleFlagsQuery, eligible_flags
@@ -20,15 +22,16 @@ from experiments_service.experiments.saved_metrics import (
 )
 from experiments_service.pagination import Page, PageDep
 
-ERRORS = {400: {"description": "Invalid input"}, 401: {"description": "Not authenticated"},
-          403: {"description": "Missing scope or project access"}}  # fmt: skip
-NOT_FOUND = {**ERRORS, 404: {"description": "Not found"}}
+READ_ERRORS = error_responses(*PROJECT_READ)
+ERRORS = error_responses(*PROJECT_WRITE)
+# Holdout changes are re-applied to the flags of the experiments using them (approval gate).
+HOLDOUT_WRITE_ERRORS = {**ERRORS, **approval_responses()}
 
-holdouts = APIRouter(route_class=TransactionalRoute, tags=["experiment_holdouts"], responses=ERRORS)
+holdouts = APIRouter(route_class=TransactionalRoute, tags=["experiment_holdouts"])
 HOLDOUTS = "/api/projects/{project_id}/experiment_holdouts/"
 
 
-@holdouts.get(HOLDOUTS, response_model=Page[HoldoutOut])
+@holdouts.get(HOLDOUTS, response_model=Page[HoldoutOut], responses=READ_ERRORS, summary="List holdouts")
 async def list_holdouts(project_id: int, ctx: ExperimentRead, session: SessionDep, page: PageDep) -> dict:
     """List the project's holdouts, newest first."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
@@ -36,21 +39,23 @@ async def list_holdouts(project_id: int, ctx: ExperimentRead, session: SessionDe
     return page.envelope(await service.render(rows), count)
 
 
-@holdouts.post(HOLDOUTS, response_model=HoldoutOut, status_code=201)
+@holdouts.post(HOLDOUTS, response_model=HoldoutOut, status_code=201, responses=ERRORS, summary="Create a holdout")
 async def create_holdout(project_id: int, body: HoldoutCreate, ctx: ExperimentWrite, session: SessionDep) -> HoldoutOut:
     """Create a holdout; its groups get the variant `holdout-<id>`."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
     return await service.render_one(await service.create(body))
 
 
-@holdouts.get(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
+@holdouts.get(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=READ_ERRORS, summary="Retrieve a holdout")
 async def retrieve_holdout(project_id: int, holdout_id: int, ctx: ExperimentRead, session: SessionDep) -> HoldoutOut:
     """One holdout of the project."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
     return await service.render_one(await service.get(holdout_id))
 
 
-@holdouts.patch(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
+@holdouts.patch(
+    HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=HOLDOUT_WRITE_ERRORS, summary="Update a holdout"
+)
 async def update_holdout(
     project_id: int, holdout_id: int, body: HoldoutUpdate, ctx: ExperimentWrite, session: SessionDep
 ) -> HoldoutOut:
@@ -60,7 +65,9 @@ async def update_holdout(
     return await service.render_one(holdout)
 
 
-@holdouts.put(HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=NOT_FOUND)
+@holdouts.put(
+    HOLDOUTS + "{holdout_id}/", response_model=HoldoutOut, responses=HOLDOUT_WRITE_ERRORS, summary="Replace a holdout"
+)
 async def replace_holdout(
     project_id: int, holdout_id: int, body: HoldoutCreate, ctx: ExperimentWrite, session: SessionDep
 ) -> HoldoutOut:
@@ -70,7 +77,13 @@ async def replace_holdout(
     return await service.render_one(holdout)
 
 
-@holdouts.delete(HOLDOUTS + "{holdout_id}/", status_code=204, response_class=Response, responses=NOT_FOUND)
+@holdouts.delete(
+    HOLDOUTS + "{holdout_id}/",
+    status_code=204,
+    response_class=Response,
+    responses=HOLDOUT_WRITE_ERRORS,
+    summary="Delete a holdout",
+)
 async def delete_holdout(project_id: int, holdout_id: int, ctx: ExperimentWrite, session: SessionDep) -> Response:
     """Delete a holdout and detach it from the experiments and flags using it."""
     service = HoldoutService(session, ctx.project_id, ctx.user)
@@ -78,11 +91,13 @@ async def delete_holdout(project_id: int, holdout_id: int, ctx: ExperimentWrite,
     return Response(status_code=204)
 
 
-saved_metrics = APIRouter(route_class=TransactionalRoute, tags=["experiment_saved_metrics"], responses=ERRORS)
+saved_metrics = APIRouter(route_class=TransactionalRoute, tags=["experiment_saved_metrics"])
 SAVED_METRICS = "/api/projects/{project_id}/experiment_saved_metrics/"
 
 
-@saved_metrics.get(SAVED_METRICS, response_model=Page[SavedMetricOut])
+@saved_metrics.get(
+    SAVED_METRICS, response_model=Page[SavedMetricOut], responses=READ_ERRORS, summary="List saved metrics"
+)
 async def list_saved_metrics(project_id: int, ctx: ExperimentRead, session: SessionDep, page: PageDep) -> dict:
     """List the project's saved metrics, newest first."""
     service = SavedMetricService(session, ctx.project_id, ctx.user)
@@ -90,7 +105,9 @@ async def list_saved_metrics(project_id: int, ctx: ExperimentRead, session: Sess
     return page.envelope(await service.render(rows), count)
 
 
-@saved_metrics.post(SAVED_METRICS, response_model=SavedMetricOut, status_code=201)
+@saved_metrics.post(
+    SAVED_METRICS, response_model=SavedMetricOut, status_code=201, responses=ERRORS, summary="Create a saved metric"
+)
 async def create_saved_metric(
     project_id: int, body: SavedMetricCreate, ctx: ExperimentWrite, session: SessionDep
 ) -> SavedMetricOut:
@@ -99,7 +116,12 @@ async def create_saved_metric(
     return await service.render_one(await service.create(body))
 
 
-@saved_metrics.get(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
+@saved_metrics.get(
+    SAVED_METRICS + "{saved_metric_id}/",
+    response_model=SavedMetricOut,
+    responses=READ_ERRORS,
+    summary="Retrieve a saved metric",
+)
 async def retrieve_saved_metric(
     project_id: int, saved_metric_id: int, ctx: ExperimentRead, session: SessionDep
 ) -> SavedMetricOut:
@@ -108,7 +130,9 @@ async def retrieve_saved_metric(
     return await service.render_one(await service.get(saved_metric_id))
 
 
-@saved_metrics.patch(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
+@saved_metrics.patch(
+    SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=ERRORS, summary="Update a saved metric"
+)
 async def update_saved_metric(
     project_id: int, saved_metric_id: int, body: SavedMetricUpdate, ctx: ExperimentWrite, session: SessionDep
 ) -> SavedMetricOut:
@@ -118,7 +142,9 @@ async def update_saved_metric(
     return await service.render_one(metric)
 
 
-@saved_metrics.put(SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=NOT_FOUND)
+@saved_metrics.put(
+    SAVED_METRICS + "{saved_metric_id}/", response_model=SavedMetricOut, responses=ERRORS, summary="Replace a saved metric"
+)
 async def replace_saved_metric(
     project_id: int, saved_metric_id: int, body: SavedMetricCreate, ctx: ExperimentWrite, session: SessionDep
 ) -> SavedMetricOut:
@@ -129,7 +155,11 @@ async def replace_saved_metric(
 
 
 @saved_metrics.delete(
-    SAVED_METRICS + "{saved_metric_id}/", status_code=204, response_class=Response, responses=NOT_FOUND
+    SAVED_METRICS + "{saved_metric_id}/",
+    status_code=204,
+    response_class=Response,
+    responses=ERRORS,
+    summary="Delete a saved metric",
 )
 async def delete_saved_metric(project_id: int, saved_metric_id: int, ctx: ExperimentWrite, session: SessionDep) -> Response:
     """Delete a saved metric and its links to experiments."""
@@ -138,25 +168,46 @@ async def delete_saved_metric(project_id: int, saved_metric_id: int, ctx: Experi
     return Response(status_code=204)
 
 
-eligible = APIRouter(route_class=TransactionalRoute, tags=["experiments"], responses=ERRORS)
+class InvalidPageBody(BaseModel):
+    """The eligible-flags list's own 400 for a limit or offset that is not a number."""
+
+    error: str
+
+
+eligible = APIRouter(route_class=TransactionalRoute, tags=["experiments"])
 
 
 @eligible.get(
     "/api/projects/{project_id}/experiments/eligible_feature_flags/",
     response_model=EligibleFlagsPage,
-    responses={400: {"description": 'Invalid `order` (standard error body), or `{"error": "Invalid limit or offset"}`'}},
+    responses={
+        **error_responses(*PROJECT_READ),
+        400: {
+            "model": ErrorBody | InvalidPageBody,
+            "description": 'Invalid `order` (error envelope), or `{"error": "Invalid limit or offset"}`',
+        },
+    },
+    summary="List flags eligible for an experiment",
 )
 async def eligible_feature_flags(
     project_id: int,
     ctx: FeatureFlagRead,
     session: SessionDep,
-    limit: Annotated[str | None, Query(description="Page size (default 20, at most 100).")] = None,
-    offset: Annotated[str | None, Query(description="Index of the first result (default 0).")] = None,
+    limit: Annotated[
+        str | None, Query(description="Page size (default 20, at most 100)."), WithJsonSchema({"type": "integer"})
+    ] = None,
+    offset: Annotated[
+        str | None, Query(description="Index of the first result (default 0)."), WithJsonSchema({"type": "integer"})
+    ] = None,
     search: Annotated[str | None, Query(description="Case-insensitive match on key or name.")] = None,
     active: Annotated[str | None, Query(description='"true": active flags only; any other value: inactive only.')] = None,
     created_by_id: Annotated[str | None, Query(description="Only flags created by this user.")] = None,
     order: Annotated[str | None, Query(description="created_at, key or name, optionally prefixed with -.")] = None,
-    evaluation_runtime: Annotated[str | None, Query(description="server, client or all.")] = None,
+    evaluation_runtime: Annotated[
+        str | None,
+        Query(description="server, client or all."),
+        WithJsonSchema({"type": "string", "enum": ["server", "client", "all"]}),
+    ] = None,
     has_evaluation_contexts: Annotated[
         str | None, Query(description="true/1/yes: flags with evaluation contexts; other values: without.")
     ] = None,

@@ -1,11 +1,13 @@
 """Flag bodies: renderings shared by the flags API and experiments, and the flags API's requests."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from experiments_service.api_docs import DocumentedAs
 from experiments_service.auth.schemas import UserBasic
+from experiments_service.flags.shapes import FLAG_CREATE_EXAMPLE, FeatureFlagFilters
 from experiments_service.models import FeatureFlag, User
 
 
@@ -34,7 +36,7 @@ class MinimalFeatureFlag(BaseModel):
     team_id: int
     name: str
     key: str
-    filters: dict[str, Any]
+    filters: Annotated[dict[str, Any], DocumentedAs(FeatureFlagFilters)]
     deleted: bool
     active: bool
     ensure_experience_continuity: bool | None
@@ -55,7 +57,7 @@ class FeatureFlagOut(BaseModel):
     team_id: int
     name: str
     key: str
-    filters: dict[str, Any]
+    filters: Annotated[dict[str, Any], DocumentedAs(FeatureFlagFilters)]
     deleted: bool
     active: bool
     created_by: UserBasic | None
@@ -103,10 +105,15 @@ class FeatureFlagOut(BaseModel):
 EvaluationRuntime = Literal["server", "client", "all"]
 
 
+Filters = Annotated[dict[str, Any] | None, DocumentedAs(FeatureFlagFilters | None)]
+
+
 class FeatureFlagCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [FLAG_CREATE_EXAMPLE]})
+
     key: str = Field(max_length=400)
     name: str = ""
-    filters: dict[str, Any] | None = None
+    filters: Filters = None
     active: bool = True
     ensure_experience_continuity: bool | None = False
     evaluation_runtime: EvaluationRuntime = "all"
@@ -120,7 +127,7 @@ class FeatureFlagPatch(BaseModel):
 
     key: str | None = Field(default=None, max_length=400)
     name: str | None = None
-    filters: dict[str, Any] | None = None
+    filters: Filters = None
     active: bool | None = None
     deleted: bool | None = None
     ensure_experience_continuity: bool | None = None

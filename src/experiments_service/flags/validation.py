@@ -3,28 +3,18 @@
 import json
 import math
 import re
-from typing import Any
+from typing import Any, get_args
 
 from experiments_service.errors import ValidationError
 from experiments_service.flags.properties import regex_error
+from experiments_service.flags.shapes import PropertyOperator
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 MAX_VARIANTS = 20
 
 # Operators a release condition may use (PostHog's property operators for flags).
-PROPERTY_OPERATORS = frozenset(
-    {
-        "exact", "is_not", "icontains", "not_icontains", "regex", "not_regex",
-        "gt", "gte", "lt", "lte", "is_set", "is_not_set",
-        "is_date_exact", "is_date_before", "is_date_after",
-        "semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
-        "semver_tilde", "semver_caret", "semver_wildcard",
-        "starts_with", "ends_with", "not_starts_with", "not_ends_with",
-        "icontains_multi", "not_icontains_multi", "between", "not_between",
-        "in", "not_in", "flag_evaluates_to",
-    }
-)  # fmt: skip
+PROPERTY_OPERATORS = frozenset(get_args(PropertyOperator))
 
 
 def validate_key(key: Any) -> str:
@@ -118,7 +108,7 @@ def _validate_property(prop: Any, path: str) -> None:
     if not isinstance(prop, dict) or not isinstance(prop.get("key"), str | int) or prop.get("key") == "":
         raise _invalid(f"Filters are not valid ({path} must be an object with a 'key')")
     operator = prop.get("operator")
-    if operator is not None and operator not in PROPERTY_OPERATORS:
+    if operator is not None and (not isinstance(operator, str) or operator not in PROPERTY_OPERATORS):
         raise _invalid(f"Invalid operator: {operator}", code="invalid_operator")
     _check_group_type_index(prop.get("group_type_index"), f"{path}.group_type_index")
     if operator in ("regex", "not_regex") and isinstance(prop.get("value"), str):

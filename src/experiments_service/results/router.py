@@ -1,12 +1,14 @@
 """HTTP routes of the results domain (thin: parse, call the service, render)."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from experiments_service.api_docs import PROJECT_READ, PROJECT_WRITE, DocumentedAs, error_responses
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite
 from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.experiments.shapes import ExperimentMetric
 from experiments_service.results.schemas import (
     ExperimentResultsOut,
     RecalculationOut,
@@ -20,23 +22,27 @@ from experiments_service.results.worker import wake_worker
 router = APIRouter(route_class=TransactionalRoute, tags=["results"])
 
 EXPERIMENT_PATH = "/api/projects/{project_id}/experiments/{experiment_id}"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid input, or the experiment has not started."},
-    401: {"description": "Missing or invalid personal API key."},
-    403: {"description": "The key lacks the scope or the project."},
-    404: {"description": "No such experiment (or metric) in this project."},
-}
+ERRORS = error_responses(
+    400, *PROJECT_READ, e400="Invalid input, or the experiment has not started",
+    e404="No such experiment (or metric) in this project",
+)  # fmt: skip
+WRITE_ERRORS = error_responses(*PROJECT_WRITE, e400=ERRORS[400]["description"], e404=ERRORS[404]["description"])
 
 
 class RecalculateTimeseriesIn(BaseModel):
-    metric: dict[str, Any] | None = None
-    fingerprint: str | None = None
+    """Which metric to recompute: the experiment's metric as returned (with its `uuid`) and its `fingerprint`."""
+
+    metric: Annotated[dict[str, Any] | None, DocumentedAs(ExperimentMetric)] = Field(
+        None, description="The full metric object, `uuid` included (required)."
+    )
+    fingerprint: str | None = Field(None, description="The metric's `fingerprint` as returned (required, 64 hex).")
 
 
 @router.get(
     "/api/projects/{project_id}/experiments/requires_flag_implementation/",
     response_model=RequiresFlagImplementationOut,
     responses=ERRORS,
+    summary="Whether the experiment's flag still needs implementing",
 )
 async def requires_flag_implementation(
     context: ExperimentRead,
@@ -50,7 +56,9 @@ async def requires_flag_implementation(
     return await service.requires_flag_implementation(events, actions, limit)
 
 
-@router.get(f"{EXPERIMENT_PATH}/results/", response_model=ExperimentResultsOut, responses=ERRORS)
+@router.get(
+    f"{EXPERIMENT_PATH}/results/", response_model=ExperimentResultsOut, responses=ERRORS, summary="Experiment results"
+)
 async def experiment_results(
     experiment_id: int,
     context: ExperimentRead,
@@ -66,7 +74,11 @@ async def experiment_results(
     f"{EXPERIMENT_PATH}/recalculate_timeseries/",
     response_model=RecalculationOut,
     status_code=status.HTTP_201_CREATED,
-    responses={**ERRORS, 200: {"description": "A recalculation for this fingerprint is already active.", "model": RecalculationOut}},
+    responses={
+        **WRITE_ERRORS,
+        200: {"description": "A recalculation for this fingerprint is already active.", "model": RecalculationOut},
+    },
+    summary="Recalculate a metric's timeseries",
 )
 async def recalculate_timeseries(
     experiment_id: int,
@@ -87,13 +99,18 @@ async def recalculate_timeseries(
     return recalculation_out(job)
 
 
-@router.get(f"{EXPERIMENT_PATH}/timeseries_results/", response_model=TimeseriesOut, responses=ERRORS)
+@router.get(
+    f"{EXPERIMENT_PATH}/timeseries_results/",
+    response_model=TimeseriesOut,
+    responses=ERRORS,
+    summary="A metric's daily cumulative results",
+)
 async def timeseries_results(
     experiment_id: int,
     context: ExperimentRead,
     session: SessionDep,
-    metric_uuid: str | None = Query(None),
-    fingerprint: str | None = Query(None),
+    metric_uuid: str | None = Query(None, description="The metric's `uuid` (required)."),
+    fingerprint: str | None = Query(None, description="The metric's current `fingerprint` (required)."),
 ) -> TimeseriesOut:
     """A metric's stored daily cumulative results, keyed by project-timezone day."""
     service = TimeseriesService.for_project(session, context.project_id)

@@ -6,9 +6,11 @@ statistics (or `validation_failures` explaining why they are missing).
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from experiments_service.api_docs import DocumentedAs
 
 
 class BaselineResult(BaseModel):
@@ -120,11 +122,22 @@ class RecalculationOut(BaseModel):
     created_at: str = Field(description="`isoformat()` with an explicit `+00:00` offset.")
 
 
+class TimeseriesDay(BaseModel):
+    """The metric's cumulative result through the end of one day."""
+
+    model_config = ConfigDict(extra="allow")
+
+    baseline: BaselineResult | None = None
+    variant_results: list[BayesianVariantResult] | list[FrequentistVariantResult] = Field(default_factory=list)
+
+
 class TimeseriesOut(BaseModel):
     experiment_id: int
     metric_uuid: str
     status: Literal["pending", "partial", "completed", "failed"]
-    timeseries: dict[str, dict[str, Any] | None]
+    timeseries: Annotated[dict[str, dict[str, Any] | None], DocumentedAs(dict[str, TimeseriesDay | None])] = Field(
+        description="Result per project-timezone day (`YYYY-MM-DD`); null while not computed or failed."
+    )
     errors: dict[str, str] | None
     computed_at: str | None
     created_at: str
