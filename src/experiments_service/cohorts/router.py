@@ -12,12 +12,11 @@ from experiments_service.auth.dependencies import CohortRead, CohortWrite
 from experiments_service.cohorts.schemas import CohortCreate, CohortOut, CohortUpdate
 from experiments_service.cohorts.service import CohortService
 from experiments_service.deps import SessionDep, TransactionalRoute
+from experiments_service.api_docs import error_responses
 from experiments_service.errors import ParseError, validation_error_from_pydantic
 from experiments_service.pagination import Page, PageDep
 
-ERRORS = {400: {"description": "Invalid input"}, 401: {"description": "Not authenticated"},
-          403: {"description": "Missing scope or project access"}}  # fmt: skip
-NOT_FOUND = {**ERRORS, 404: {"description": "Not found"}}
+ERRORS = error_responses(400, 401, 403, 404, e404="No such project, or no such cohort in it")
 COHORTS = "/api/projects/{project_id}/cohorts/"
 
 router = APIRouter(route_class=TransactionalRoute, tags=["cohorts"], responses=ERRORS)
@@ -64,7 +63,7 @@ async def _read_body(request: Request, model: type[BaseModel]) -> tuple[Any, byt
         raise validation_error_from_pydantic([{**item, "loc": ("body", *item["loc"])} for item in error.errors()]) from None
 
 
-@router.get(COHORTS, response_model=Page[CohortOut])
+@router.get(COHORTS, response_model=Page[CohortOut], summary="List cohorts")
 async def list_cohorts(
     project_id: int,
     ctx: CohortRead,
@@ -79,7 +78,7 @@ async def list_cohorts(
     return page.envelope(await service.render(rows), count)
 
 
-@router.post(COHORTS, response_model=CohortOut, status_code=201, openapi_extra=_body_schema(CohortCreate))
+@router.post(COHORTS, response_model=CohortOut, status_code=201, summary="Create a cohort", openapi_extra=_body_schema(CohortCreate))
 async def create_cohort(project_id: int, request: Request, ctx: CohortWrite, session: SessionDep) -> CohortOut:
     """Create a dynamic cohort (person-property `filters`) or a static one (distinct ids or a CSV)."""
     data, csv_file = await _read_body(request, CohortCreate)
@@ -87,14 +86,14 @@ async def create_cohort(project_id: int, request: Request, ctx: CohortWrite, ses
     return await service.render_one(await service.create(data, csv_file))
 
 
-@router.get(COHORTS + "{cohort_id}/", response_model=CohortOut, responses=NOT_FOUND)
+@router.get(COHORTS + "{cohort_id}/", response_model=CohortOut, responses=ERRORS, summary="Retrieve a cohort")
 async def retrieve_cohort(project_id: int, cohort_id: int, ctx: CohortRead, session: SessionDep) -> CohortOut:
     """One cohort of the project (soft-deleted ones too, as PostHog shows them)."""
     service = CohortService(session, ctx.project_id, ctx.user)
     return await service.render_one(await service.get(cohort_id))
 
 
-@router.patch(COHORTS + "{cohort_id}/", response_model=CohortOut, responses=NOT_FOUND,
+@router.patch(COHORTS + "{cohort_id}/", response_model=CohortOut, responses=ERRORS, summary="Update a cohort",
               openapi_extra=_body_schema(CohortUpdate))  # fmt: skip
 async def update_cohort(
     project_id: int, cohort_id: int, request: Request, ctx: CohortWrite, session: SessionDep

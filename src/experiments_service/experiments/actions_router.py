@@ -9,6 +9,7 @@ from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrit
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.experiments.activity_feed import experiment_activity
 from experiments_service.experiments.duplication import CopyToProjectRequest, DuplicateRequest, ExperimentCopier
+from experiments_service.api_docs import error_responses
 from experiments_service.experiments.router import ERRORS, _documented_body, _parse, action_body
 from experiments_service.experiments.running_time import RunningTimeRequest, RunningTimeResult
 from experiments_service.experiments.running_time import calculate_running_time as compute_running_time
@@ -24,8 +25,12 @@ BASE = "/api/projects/{project_id}/experiments/"
 DETAIL = BASE + "{experiment_id:int}/"
 COPY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    403: {"description": 'The key lacks the scope, or may not write the target project (`{"detail": ...}`)'},
-    404: {"description": 'No such experiment, or no such target project (`{"detail": "Target team not found."}`)'},
+    **error_responses(
+        403,
+        404,
+        e403='The key lacks the scope, or may not write the target project (`{"detail": ...}`)',
+        e404='No such experiment, or no such target project (`{"detail": "Target team not found."}`)',
+    ),
 }
 
 
@@ -47,6 +52,7 @@ async def duplicate(
 
 @router.post(
     DETAIL + "copy_to_project/",
+    summary="Copy an experiment to another project",
     status_code=201,
     response_model=ExperimentOut,
     responses=COPY_ERRORS,
@@ -74,7 +80,7 @@ async def activity(experiment_id: int, session: SessionDep, context: ExperimentR
     return await experiment_activity(session, context.project_id, experiment, page)
 
 
-@router.post(BASE + "bulk_update_tags/", response_model=BulkUpdateTagsResult, responses=ERRORS)
+@router.post(BASE + "bulk_update_tags/", response_model=BulkUpdateTagsResult, summary="Add, remove or set tags on experiments", responses=ERRORS)
 async def bulk_update_tags(
     body: BulkUpdateTagsRequest, session: SessionDep, context: ExperimentWrite
 ) -> BulkUpdateTagsResult:
@@ -82,7 +88,7 @@ async def bulk_update_tags(
     return await TagService(session, context.project_id).bulk_update(body)
 
 
-@router.post(BASE + "calculate_running_time/", response_model=RunningTimeResult, responses=ERRORS)
+@router.post(BASE + "calculate_running_time/", response_model=RunningTimeResult, summary="Estimate an experiment's running time", responses=ERRORS)
 async def calculate_running_time(body: RunningTimeRequest, context: ExperimentRead) -> RunningTimeResult:
     """Sample size (and days, given the daily exposure rate) to detect `minimum_detectable_effect` percent."""
     return compute_running_time(body)
