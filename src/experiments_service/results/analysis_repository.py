@@ -25,7 +25,7 @@ from experiments_service.results.repository import (
     MetricQuery,
     ResultsRepository,
 )
-from experiments_service.results.repository.dialect import PlusSeconds
+from experiments_service.results.repository.dialect import PlusSeconds, TruncateTo
 from experiments_service.results.statistics import VariantAggregate
 
 events = Event.__table__
@@ -75,27 +75,6 @@ class Retention:
     unit: str
     unit_seconds: int
     last_seen: bool = False
-
-
-class _TruncateTo(FunctionElement):
-    """A timestamp truncated to the start of its UTC day or hour."""
-
-    type = UTCDateTime()
-    inherit_cache = True
-    name = "truncate_to"
-
-
-@compiles(_TruncateTo)
-def _truncate_postgresql(element, compiler, **kw):
-    unit, timestamp = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"date_trunc({unit}, {timestamp}, 'UTC')"
-
-
-@compiles(_TruncateTo, "sqlite")
-def _truncate_sqlite(element, compiler, **kw):
-    unit, timestamp = list(element.clauses)
-    pattern = "%Y-%m-%d 00:00:00.000000" if unit.value == "day" else "%Y-%m-%d %H:00:00.000000"
-    return f"strftime('{pattern}', {compiler.process(timestamp, **kw)})"
 
 
 class AnalysisRepository(ResultsRepository):
@@ -176,8 +155,8 @@ class AnalysisRepository(ResultsRepository):
     def _covariates(self, rules: ExposureRules, metric: MetricQuery, lookback_days: int) -> Select:
         """Per exposed entity: the metric over its own events in the lookback before its first
         exposure (a mean's source aggregate; for a funnel, 1 when it did the last step's event)."""
-        # The entity values' own `exposures` CTE sits in the same statement: this copy needs another name.
-        exposures = self._exposures(rules).element.cte("covariate_exposures")
+        # The entity values' own exposure CTEs sit in the same statement: this copy's need other names.
+        exposures = self._exposures(rules, prefix="covariate_")
         lookback = int(timedelta(days=lookback_days).total_seconds())
         pre_events = events.alias("pre_events")
         source = metric.sources[-1]
@@ -191,7 +170,7 @@ class AnalysisRepository(ResultsRepository):
             pre_events,
             and_(
                 pre_events.c.project_id == self.project_id,
-                pre_events.c.distinct_id == exposures.c.distinct_id,
+                pre_events.c.distinct_id == exposures.c.member,  # any distinct id of the entity
                 pre_events.c.timestamp >= rules.start - timedelta(seconds=lookback),
                 pre_events.c.timestamp < exposures.c.first_exposure,
                 PlusSeconds(pre_events.c.timestamp, literal(lookback)) >= exposures.c.first_exposure,
@@ -218,7 +197,10 @@ class AnalysisRepository(ResultsRepository):
                 exposures.join(
                     start_events,
                     and_(
-                        *self._metric_event_conditions(start_events, exposures, exposures.c.first_exposure, rules, None),
+                        *self._metric_event_conditions(
+                            start_events, exposures.c.member, exposures.c.first_exposure, exposures.c.first_exposure,
+                            rules, None,
+                        ),  # fmt: skip
                         self._source_condition(start_events, retention.start),
                     ),
                 )
@@ -228,14 +210,18 @@ class AnalysisRepository(ResultsRepository):
         )
         completions = events.alias("completion_events")
         if retention.unit in ("day", "hour"):
-            started = _TruncateTo(literal(retention.unit), starts.c.started_at)
-            completed = _TruncateTo(literal(retention.unit), completions.c.timestamp)
+            started = TruncateTo(literal(retention.unit), starts.c.started_at)
+            completed = TruncateTo(literal(retention.unit), completions.c.timestamp)
         else:
             started, completed = starts.c.started_at, completions.c.timestamp
-        joined = starts.outerjoin(
+        # Completions under any distinct id of the entity: its members come from the exposures again.
+        members = exposures.alias("retention_members")
+        joined = starts.join(members, members.c.distinct_id == starts.c.distinct_id).outerjoin(
             completions,
             and_(
-                *self._metric_event_conditions(completions, starts, starts.c.started_at, rules, None),
+                *self._metric_event_conditions(
+                    completions, members.c.member, starts.c.started_at, starts.c.started_at, rules, None
+                ),
                 self._source_condition(completions, retention.completion),
                 completed >= PlusSeconds(started, literal(retention.window_start * retention.unit_seconds)),
                 completed <= PlusSeconds(started, literal(retention.window_end * retention.unit_seconds)),

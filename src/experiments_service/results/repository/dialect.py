@@ -131,3 +131,22 @@ def property_condition(column, condition: dict[str, Any]) -> ColumnElement[bool]
     raise ValueError(f"Unsupported property operator '{operator}'.")
 
 
+class TruncateTo(FunctionElement):
+    """A timestamp truncated to the start of its UTC day or hour."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "truncate_to"
+
+
+@compiles(TruncateTo)
+def _truncate_postgresql(element, compiler, **kw):
+    unit, timestamp = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"date_trunc({unit}, {timestamp}, 'UTC')"
+
+
+@compiles(TruncateTo, "sqlite")
+def _truncate_sqlite(element, compiler, **kw):
+    unit, timestamp = list(element.clauses)
+    pattern = "%Y-%m-%d 00:00:00.000000" if unit.value == "day" else "%Y-%m-%d %H:00:00.000000"
+    return f"strftime('{pattern}', {compiler.process(timestamp, **kw)})"

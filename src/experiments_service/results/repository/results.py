@@ -109,7 +109,7 @@ class ResultsRepository:
 
     # --- exposures and metrics ------------------------------------------------------------
 
-    def _links(self) -> CTE:
+    def _links(self, prefix: str = "") -> CTE:
         """`(member, entity)` for every distinct id of a person with several: each merged id and
         each such person's key, mapped to the key. A small set, whatever the number of persons."""
         merged = (
@@ -120,9 +120,9 @@ class ResultsRepository:
         return union(
             select(merged.c.distinct_id.label("member"), merged.c.person_key.label("entity")),
             select(merged.c.person_key, merged.c.person_key),
-        ).cte("person_links")
+        ).cte(f"{prefix}person_links")
 
-    def _exposed_ids(self, rules: ExposureRules, only: list[str] | None) -> CTE:
+    def _exposed_ids(self, rules: ExposureRules, only: list[str] | None, prefix: str = "") -> CTE:
         """One row per exposed distinct id: first exposure and its lowest and highest variant (the
         first exposure's variant, twice, under `first_seen`). Read in distinct-id order from the
         exposure index."""
@@ -166,7 +166,7 @@ class ResultsRepository:
                     ranked.c.variant.label("low"), ranked.c.variant.label("high"),
                 )
                 .where(ranked.c.exposure_rank == 1)
-                .cte("exposed_ids")
+                .cte(f"{prefix}exposed_ids")
             )
         return (
             select(
@@ -177,7 +177,7 @@ class ResultsRepository:
             )
             .where(*conditions)
             .group_by(events.c.distinct_id)
-            .cte("exposed_ids")
+            .cte(f"{prefix}exposed_ids")
         )
 
     def _cohort_condition(self, item: dict[str, Any]) -> ColumnElement[bool]:
@@ -240,15 +240,16 @@ class ResultsRepository:
     def _variant(low, high):
         return case((low != high, literal(MULTIPLE_VARIANTS)), else_=low)
 
-    def _exposures(self, rules: ExposureRules, only: list[str] | None = None) -> CTE:
+    def _exposures(self, rules: ExposureRules, only: list[str] | None = None, prefix: str = "") -> CTE:
         """One row per exposed person and distinct id of it: `distinct_id` (the person's key: its
         first distinct id, or the event's distinct id when it has no other), `member` (one of its
         distinct ids), first exposure and variant (or `$multiple`). A person is exposed by a flag
         call under any of its distinct ids; a person with one distinct id has one row.
 
-        `only` restricts the events read to those of these distinct ids.
+        `only` restricts the events read to those of these distinct ids; `prefix` names its CTEs
+        apart from another copy in the same statement.
         """
-        exposed, links = self._exposed_ids(rules, only), self._links()
+        exposed, links = self._exposed_ids(rules, only, prefix), self._links(prefix)
         alone = select(
             exposed.c.distinct_id, exposed.c.distinct_id.label("member"), exposed.c.first_exposure,
             self._variant(exposed.c.low, exposed.c.high).label("variant"),
@@ -280,11 +281,11 @@ class ResultsRepository:
                 .group_by(links.c.entity)
                 .subquery("exposed_persons")
             )
-        members = links.alias("person_members")
+        members = links.alias(f"{prefix}person_members")
         merged = select(persons.c.entity, members.c.member, persons.c.first_exposure, persons.c.variant).join(
             members, members.c.entity == persons.c.entity
         )
-        return union_all(alone, merged).cte("exposures")
+        return union_all(alone, merged).cte(f"{prefix}exposures")
 
     @staticmethod
     def _persons_of(exposures: CTE):
