@@ -46,6 +46,12 @@ class ErrorBody(BaseModel):
     attr: str | None = Field(description="The offending field (nested fields joined by `__`), if any.")
 
 
+class DetailBody(BaseModel):
+    """PostHog's plain `{"detail": ...}` answer of a few actions (duplicate, copy_to_project)."""
+
+    detail: str
+
+
 class ApprovalRequiredBody(BaseModel):
     """409 when an approval policy holds the change: a change request was stored (or one is pending)."""
 

@@ -9,7 +9,7 @@ from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrit
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.experiments.activity_feed import experiment_activity
 from experiments_service.experiments.duplication import CopyToProjectRequest, DuplicateRequest, ExperimentCopier
-from experiments_service.api_docs import error_responses
+from experiments_service.api_docs import DetailBody, ErrorBody
 from experiments_service.experiments.router import ERRORS, _documented_body, _parse, action_body
 from experiments_service.experiments.running_time import RunningTimeRequest, RunningTimeResult
 from experiments_service.experiments.running_time import calculate_running_time as compute_running_time
@@ -25,12 +25,14 @@ BASE = "/api/projects/{project_id}/experiments/"
 DETAIL = BASE + "{experiment_id:int}/"
 COPY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    **error_responses(
-        403,
-        404,
-        e403='The key lacks the scope, or may not write the target project (`{"detail": ...}`)',
-        e404='No such experiment, or no such target project (`{"detail": "Target team not found."}`)',
-    ),
+    403: {
+        "model": ErrorBody | DetailBody,
+        "description": 'The key lacks the scope, or may not write the target project (`{"detail": ...}`)',
+    },
+    404: {
+        "model": ErrorBody | DetailBody,
+        "description": 'No such experiment, or no such target project (`{"detail": "Target team not found."}`)',
+    },
 }
 
 
