@@ -1,13 +1,17 @@
-"""HTTP routes beside experiment CRUD: copies, velocity stats, activity, bulk tags, running time."""
+"""HTTP routes beside experiment CRUD: copies, exposure cohorts, velocity stats, activity, bulk tags, running time."""
 
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 
 from experiments_service.approvals.schemas import ActivityLogEntry
 from experiments_service.auth.dependencies import ExperimentRead, ExperimentWrite
+from experiments_service.cohorts.schemas import CohortOut
+from experiments_service.cohorts.service import CohortService
 from experiments_service.deps import SessionDep, TransactionalRoute
 from experiments_service.experiments.activity_feed import experiment_activity
+from experiments_service.experiments.exposure_cohort import create_exposure_cohort
 from experiments_service.experiments.duplication import CopyToProjectRequest, DuplicateRequest, ExperimentCopier
 from experiments_service.api_docs import DetailBody, ErrorBody
 from experiments_service.experiments.router import ERRORS, _documented_body, _parse, action_body
@@ -67,6 +71,20 @@ async def copy_to_project(
     copier = ExperimentCopier(session, context.project_id, context.user)
     service, experiment = await copier.copy_to_project(experiment_id, _parse(CopyToProjectRequest, body), context.key)
     return await service.render(experiment)
+
+
+class ExposureCohortResult(BaseModel):
+    cohort: CohortOut
+
+
+@router.post(DETAIL + "create_exposure_cohort_for_experiment/", status_code=201, response_model=ExposureCohortResult,
+             responses=ERRORS)  # fmt: skip
+async def create_exposure_cohort_for_experiment(
+    experiment_id: int, session: SessionDep, context: ExperimentWrite
+) -> ExposureCohortResult:
+    """A static cohort of the persons exposed so far (as results count them), named `Users exposed to experiment "X"`."""
+    cohort = await create_exposure_cohort(session, context.project_id, context.user, experiment_id)
+    return ExposureCohortResult(cohort=await CohortService(session, context.project_id, context.user).render_one(cohort))
 
 
 @router.get(BASE + "stats/", response_model=VelocityStats, responses=ERRORS)

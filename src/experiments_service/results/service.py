@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from experiments_service.errors import NotFound, ValidationError
 from experiments_service.experiments.repository import ExperimentRepository
 from experiments_service.experiments.validation import baseline_key, stats_level
+from experiments_service.flags.cohorts import cohort_id as cohort_reference
 from experiments_service.flags.repository import FlagRepository
 from experiments_service.models import Experiment, FeatureFlag
 from experiments_service.observability.metrics import timed_results
@@ -349,7 +350,7 @@ class ResultsService:
             if not isinstance(entry, dict):
                 return entry
             if entry.get("type") == "cohort":
-                cohort_id = _as_int(entry.get("value"))
+                cohort_id = cohort_reference(entry.get("value"))
                 definition = definitions.get(cohort_id) if cohort_id not in seen else None
                 if definition is not None and not definition["is_static"]:
                     definition = {**definition, "properties": resolved(definition["properties"], seen | {cohort_id})}

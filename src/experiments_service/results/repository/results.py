@@ -600,6 +600,12 @@ class ResultsRepository:
         query = select(persons.c.variant, func.count()).group_by(persons.c.variant)
         return {key: n for key, n in (await self.session.execute(query)).all()}
 
+    async def exposed_persons(self, rules: ExposureRules) -> list[str]:
+        """One distinct id (the person's key) per exposed person, as results count them."""
+        await self._prepare()
+        persons = self._persons_of(self._exposures(rules))
+        return list((await self.session.execute(select(persons.c.distinct_id))).scalars())
+
     async def cohort_definitions(self) -> dict[int, dict[str, Any]]:
         """The project's live cohorts: `{id: {"is_static", "properties"}}`."""
         return await cohort_definitions(self.session, self.project_id)
