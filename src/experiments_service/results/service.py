@@ -580,10 +580,3 @@ def _comparison_fields(method: str, comparison: statistics.Comparison) -> dict[s
         "chance_to_win": _finite(comparison.chance_to_win),
         "credible_interval": [_finite(bound) for bound in interval] if interval else None,
     }
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
