@@ -57,7 +57,10 @@ async def test_sdk_requests_log_the_project_of_their_key(kit, log_stream):
     assert response.status_code == 200
     mine = [line for line in lines(stream) if line.get("request_id") == "capture-1"]
     # The service's own message during the request carries the request id too.
-    assert [line["event"] for line in mine] == ["capture dropped 1 of 2 events", "request"]
+    assert [line["event"] for line in mine] == [
+        f"capture dropped event 1 of 2 for project {kit.project_id}: no distinct_id",
+        "request",
+    ]
     assert mine[0]["logger"] == "experiments_service.events.service"
     assert mine[1]["route"] == "/batch/" and mine[1]["project_id"] == kit.project_id and mine[1]["status"] == 200
     assert kit.project_api_key not in stream.getvalue()

@@ -100,8 +100,6 @@ class CaptureService:
                 accepted.append(event)
             else:
                 metrics.EVENTS_DROPPED.labels("duplicate_in_batch").inc()
-        if len(accepted) < len(events):
-            logger.info("capture dropped %d of %d events", len(events) - len(accepted), len(events))
         metrics.EVENTS_ACCEPTED.inc(len(accepted))
         stored = await self.store(project_id, accepted, now)
         metrics.EVENTS_STORED.inc(stored)

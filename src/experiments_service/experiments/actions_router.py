@@ -78,7 +78,7 @@ class ExposureCohortResult(BaseModel):
 
 
 @router.post(DETAIL + "create_exposure_cohort_for_experiment/", status_code=201, response_model=ExposureCohortResult,
-             responses=ERRORS)  # fmt: skip
+             responses=ERRORS, summary="Make a static cohort of the exposed persons")  # fmt: skip
 async def create_exposure_cohort_for_experiment(
     experiment_id: int, session: SessionDep, context: ExperimentWrite
 ) -> ExposureCohortResult:

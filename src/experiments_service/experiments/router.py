@@ -93,6 +93,11 @@ async def list_experiments(
         str | None, Query(description="Only the experiment of this flag."), WithJsonSchema({"type": "integer"})
     ] = None,
     search: Annotated[str | None, Query(description="Case-insensitive match on the experiment's name.")] = None,
+    event: Annotated[str | None, Query(description="Only experiments with a metric (inline or saved) on this event.")] = None,
+    tags: Annotated[str | None, Query(description="Experiments with any of these tags: a JSON list or a comma-separated list.")] = None,
+    excluded_tags: Annotated[
+        str | None, Query(description="Experiments with none of these tags: a JSON list or a comma-separated list.")
+    ] = None,
     order: Annotated[
         str | None,
         Query(description="Sort field, `-` prefix for descending (default `-created_at`)."),
@@ -102,7 +107,8 @@ async def list_experiments(
     """The project's experiments (not deleted; archived only with `archived=true`), newest first, 100 at most a page."""
     page = dataclasses.replace(page, limit=min(page.limit, MAX_PAGE_SIZE))
     filters = {"status": status, "archived": archived, "created_by_id": created_by_id,
-               "feature_flag_id": feature_flag_id, "search": search, "order": order}  # fmt: skip
+               "feature_flag_id": feature_flag_id, "search": search, "event": event, "tags": tags,
+               "excluded_tags": excluded_tags, "order": order}  # fmt: skip
     query = parse_list_query(
         {name: value for name, value in filters.items() if value is not None}, limit=page.limit, offset=page.offset
     )
