@@ -27,7 +27,6 @@ import asyncio
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ from tests.flags.live_server import (  # noqa: E402
     free_port,
     process_group_cpu_seconds,
     running_server,
+    stop_process_group,
+    wait_until_healthy,
 )
 
 DEFAULT_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -170,27 +171,10 @@ def running_unleash(script: Path, database_url: str, timeout: float = 120):
                                start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError("unleash-server exited during start-up")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("unleash-server did not become healthy")
-            time.sleep(0.2)
+        wait_until_healthy(process, f"{base}/health", timeout, exited=lambda: "unleash-server exited during start-up")
         yield base, process.pid
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process)
 
 
 async def toggle(server: str, headers: dict, urls: list[tuple[str, str]], seconds: float) -> tuple[Recorder, float]:

@@ -112,25 +112,38 @@ def running_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy")
-            time.sleep(0.1)
+        wait_until_healthy(
+            process, f"{base}/healthz", timeout,
+            exited=lambda: f"server exited: {process.stderr.read().decode(errors='replace')[-2000:]}",
+        )  # fmt: skip
         yield LiveServer(url=base, port=port, process_group=process.pid)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process)
         process.stderr.close()
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, exited=lambda: "process exited") -> None:
+    """Poll `url` until it answers 200; fail if the process exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(exited())
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become healthy")
+        time.sleep(0.1)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process's whole group (it was started in a session of its own), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
